@@ -1,0 +1,185 @@
+"""The tanh-MLP family of paper 1 Sec. 7.2, for K ensemble members at once, written by hand.
+
+    h_0 = x,   h_{k+1} = tanh(W_k^T h_k + b_k)   (k < H),   y = W_H^T h_H + b_H
+    cross-entropy: loss = -log softmax(y)[c];    mse: loss = 1/2 ||x - y||^2
+    plus the L2 penalty lambda/2 ||W||^2 on the weights (biases are not penalised: the paper
+    says "a L2 regularization term on the weights"; ``l2_biases=True`` includes them).
+
+Parameters are the list ``[W_0, b_0, W_1, b_1, ...]`` with ``W_k: [K, fan_in, fan_out]`` and
+``b_k: [K, fan_out]``; every weight matrix and every bias vector is one block for vSGD-b.
+
+One training step sees one sample per member (``x: [K, D]``); forward, backward and the bbprop
+curvature (LeCun et al. 1998, "Efficient BackProp" Sec. 9.1; paper 1 Sec. 4.3) are a handful of
+batched matmuls. The tests check forward/backward against autograd in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+LOSSES = ("cross_entropy", "mse")
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    layers: tuple[int, ...]  # e.g. (784, 120, 10)
+    loss: str  # "cross_entropy" or "mse"
+    l2: float = 1e-4  # lambda in lambda/2 ||w||^2
+    l2_biases: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"Unknown loss {self.loss!r}; expected one of {LOSSES}.")
+        if len(self.layers) < 2 or any(int(n) < 1 for n in self.layers):
+            raise ValueError(f"layers must list at least an input and an output size, all >= 1; got {self.layers}.")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers) - 1
+
+    @property
+    def n_params(self) -> int:
+        return sum(a * b + b for a, b in zip(self.layers[:-1], self.layers[1:]))
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        out = []
+        for a, b in zip(self.layers[:-1], self.layers[1:]):
+            out += [(a, b), (b,)]
+        return out
+
+
+def glorot_init(spec: MLPSpec, seeds: Sequence[int], *, dtype=torch.float32, device="cpu") -> list[Tensor]:
+    """Glorot & Bengio (2010) uniform init, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), biases 0.
+
+    Member k draws from its own generator seeded with ``seeds[k]``, so a member's initial weights do
+    not depend on which other members share its ensemble.
+    """
+    params = [torch.empty(len(seeds), *s, dtype=dtype, device=device) for s in spec.shapes()]
+    for k, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(int(seed))
+        for i, (fan_in, fan_out) in enumerate(zip(spec.layers[:-1], spec.layers[1:])):
+            a = math.sqrt(6.0 / (fan_in + fan_out))
+            w = (torch.rand(fan_in, fan_out, generator=g, dtype=torch.float64) * 2 - 1) * a
+            params[2 * i][k] = w.to(dtype)
+            params[2 * i + 1][k] = 0.0
+    return params
+
+
+class EnsembleMLP:
+    """Forward, backward and bbprop of K tanh-MLPs on one sample each (or a batch each)."""
+
+    def __init__(self, spec: MLPSpec):
+        self.spec = spec
+
+    # -- one sample per member ----------------------------------------------------------------
+    def forward(self, params: Sequence[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """x: [K, D] -> (output [K, out], hidden activations [h_0 = x, h_1, ..., h_H])."""
+        hs = [x]
+        h = x
+        n = self.spec.n_layers
+        for k in range(n):
+            a = torch.baddbmm(params[2 * k + 1].unsqueeze(1), h.unsqueeze(1), params[2 * k]).squeeze(1)
+            if k < n - 1:
+                h = torch.tanh(a)
+                hs.append(h)
+            else:
+                return a, hs
+        raise AssertionError("unreachable")
+
+    def output_delta(self, out: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(per-member data loss [K], dloss/dout [K, out], Gauss-Newton diagonal d2loss/dout2 [K, out])."""
+        if self.spec.loss == "cross_entropy":
+            logp = torch.log_softmax(out, dim=1)
+            loss = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+            p = logp.exp()
+            delta = p.clone()
+            delta.scatter_add_(1, target.unsqueeze(1), -torch.ones_like(loss).unsqueeze(1))
+            return loss, delta, p * (1 - p)  # diagonal of diag(p) - p p^T
+        delta = out - target
+        return 0.5 * (delta * delta).sum(dim=1), delta, torch.ones_like(out)
+
+    def loss_and_grads(
+        self, params: Sequence[Tensor], x: Tensor, target: Tensor, *, curvature: bool = False
+    ) -> tuple[Tensor, list[Tensor], list[Tensor] | None]:
+        """Data loss [K], gradients of loss + L2 term (list like params), bbprop curvature or None.
+
+        ``target`` is the class index [K] for cross-entropy and the target vector [K, out] for mse.
+        """
+        spec = self.spec
+        out, hs = self.forward(params, x)
+        loss, delta, h_out = self.output_delta(out, target)
+        n = spec.n_layers
+        grads: list[Tensor] = [None] * (2 * n)  # type: ignore[list-item]
+        curv: list[Tensor] | None = [None] * (2 * n) if curvature else None  # type: ignore[list-item]
+        hcur = h_out
+        for k in reversed(range(n)):
+            W, h = params[2 * k], hs[k]
+            # dL/dW = h delta^T + lambda W   (one fused op)
+            grads[2 * k] = torch.baddbmm(W, h.unsqueeze(2), delta.unsqueeze(1), beta=spec.l2)
+            grads[2 * k + 1] = delta + spec.l2 * params[2 * k + 1] if spec.l2_biases else delta
+            if curv is not None:
+                # bbprop: d2L/dW_ij^2 ~ h_i^2 * d2L/da_j^2, plus the L2 term's curvature lambda
+                curv[2 * k] = torch.bmm((h * h).unsqueeze(2), hcur.unsqueeze(1)).add_(spec.l2)
+                curv[2 * k + 1] = hcur + spec.l2 if spec.l2_biases else hcur
+            if k > 0:
+                dh = 1 - h * h  # tanh'(a) = 1 - tanh(a)^2
+                delta = torch.bmm(delta.unsqueeze(1), W.transpose(1, 2)).squeeze(1) * dh
+                if curv is not None:
+                    # Gauss-Newton: d2L/dh_i^2 ~ sum_j W_ij^2 d2L/da_j^2; d2L/da^2 ~ f'(a)^2 d2L/dh^2
+                    hcur = torch.bmm(hcur.unsqueeze(1), (W * W).transpose(1, 2)).squeeze(1) * (dh * dh)
+        return loss, grads, curv
+
+    def hvp(self, params: Sequence[Tensor], x: Tensor, target: Tensor, vectors: Sequence[Tensor]) -> list[Tensor]:
+        """Exact Hessian-vector product of (data loss + L2) per member, by forward-over-reverse AD.
+
+        Uses ``torch.func.jvp`` of :meth:`loss_and_grads` (Pearlmutter's R-operator, computed by
+        the autodiff system rather than written by hand a second time).
+        """
+        def grads_fn(*ps):
+            return tuple(self.loss_and_grads(list(ps), x, target)[1])
+
+        _, hv = torch.func.jvp(grads_fn, tuple(params), tuple(vectors))
+        return list(hv)
+
+    # -- evaluation on a whole set ------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, params: Sequence[Tensor], x: Tensor, labels: Tensor, *, batch: int | None = None) -> tuple[Tensor, Tensor]:
+        """(error [K], mean data loss [K]) over the set: error in percent for cross-entropy, the
+        mean reconstruction error 1/2 ||x - y||^2 for mse (the paper's CR units)."""
+        K = params[0].shape[0]
+        N = x.shape[0]
+        width = max(self.spec.layers)
+        if batch is None:
+            batch = max(64, min(N, int(5e7 // max(1, K * width))))
+        wrong = torch.zeros(K, dtype=torch.float64, device=x.device)
+        total = torch.zeros(K, dtype=torch.float64, device=x.device)
+        n = self.spec.n_layers
+        for s in range(0, N, batch):
+            h = x[s : s + batch].unsqueeze(0).expand(K, -1, -1)  # [K, B, D]
+            for k in range(n):
+                a = torch.baddbmm(params[2 * k + 1].unsqueeze(1), h, params[2 * k])
+                h = torch.tanh(a) if k < n - 1 else a
+            if self.spec.loss == "cross_entropy":
+                y = labels[s : s + batch]
+                logp = torch.log_softmax(h, dim=2)
+                total += -logp.gather(2, y.view(1, -1, 1).expand(K, -1, 1)).squeeze(2).sum(dim=1).double()
+                wrong += (h.argmax(dim=2) != y.unsqueeze(0)).sum(dim=1).double()
+            else:
+                d = h - x[s : s + batch].unsqueeze(0)
+                err = 0.5 * (d * d).sum(dim=2)
+                total += err.sum(dim=1).double()
+                wrong += err.sum(dim=1).double()
+        loss = total / N
+        error = wrong / N * (100.0 if self.spec.loss == "cross_entropy" else 1.0)
+        # a member with non-finite parameters has error 100% (or inf) and loss inf
+        bad = ~torch.stack([torch.isfinite(p.reshape(K, -1)).all(dim=1) for p in params]).all(dim=0)
+        bad |= ~torch.isfinite(loss)
+        loss = torch.where(bad, torch.full_like(loss, float("inf")), loss)
+        fail = 100.0 if self.spec.loss == "cross_entropy" else float("inf")
+        error = torch.where(bad, torch.full_like(error, fail), error)
+        return error, loss

@@ -1,0 +1,115 @@
+"""The results store: one JSON record per finished member, written atomically.
+
+Layout: ``STORE/<benchmark>/<optimizer>/<config_hash>.json``. A record is written to a temporary
+file in the same folder and renamed into place (``os.replace`` is atomic on POSIX), so a reader or a
+killed writer never leaves a half-written record, and any number of processes (a Hydra multirun, jobs
+on a cluster sharing a folder) can write side by side without a lock: two writers of the same
+member write the same content under the same name. Why files and not SQLite: nothing to lock or
+corrupt, records are diff-able and rsync-able between machines, and the count (thousands) is small.
+
+The key, ``config_hash``, is a hash of the member's resolved config: benchmark (name, layers, loss,
+L2, epochs), optimizer name, hyper-parameters, seed, data md5 and ``RESULTS_VERSION`` (bumped when a
+change alters numbers, so older records are not silently mixed in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from experiments.data import PROJECT_ROOT
+
+RESULTS_VERSION = 1
+DEFAULT_STORE = PROJECT_ROOT / "store"
+
+# Columns of load(): documented here, relied on by analysis/.
+COLUMNS = {
+    "benchmark": "benchmark name as in the paper: M0 M1 M2 C0 C1 CR",
+    "optimizer": "rule name: sgd adagrad almeida amari smd vsgd_l vsgd_b vsgd_g vsgd_fd ...",
+    "seed": "member seed (init and sample order)",
+    "train_error": "final training error: percent (classification) or mean 1/2||x-y||^2 (CR)",
+    "test_error": "final test error, same units",
+    "train_loss": "final mean data loss on the training set (no L2 term)",
+    "test_loss": "final mean data loss on the test set",
+    "diverged": "True when the member's parameters became non-finite (errors then 100 / inf)",
+    "diverged_step": "the divergence check that found it (every 1000 steps), else NaN",
+    "seconds": "wall time of the member's chunk divided by the members in it",
+    "device": "cpu / cuda device name",
+    "data_md5": "identifier of the source data files (md5 of their md5s)",
+    "data_original": "True when the data files have the original md5s",
+    "config_hash": "the record's key",
+    "epochs": "epochs trained",
+    "experiment": "experiment name that produced the record (informational, not in the key)",
+    "hp_<name>": "one column per hyper-parameter, in config units (gamma per 1/#train)",
+    "curve": "list of checkpoint dicts (step, epoch, train/test error and loss on subsets, rate min/median/max)",
+}
+
+
+def config_hash(key: Mapping[str, Any]) -> str:
+    blob = json.dumps({**key, "results_version": RESULTS_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def record_path(store: Path, benchmark: str, optimizer: str, chash: str) -> Path:
+    return Path(store) / benchmark / optimizer / f"{chash}.json"
+
+
+def write_record(store: Path, record: Mapping[str, Any]) -> Path:
+    """Write one record atomically (temp file + rename)."""
+    path = record_path(store, record["benchmark"], record["optimizer"], record["config_hash"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, default=_jsonable)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def exists(store: Path, benchmark: str, optimizer: str, chash: str) -> bool:
+    return record_path(store, benchmark, optimizer, chash).is_file()
+
+
+def iter_records(store: Path | str | None = None) -> Iterable[dict[str, Any]]:
+    store = Path(store) if store else DEFAULT_STORE
+    for path in sorted(store.glob("*/*/*.json")):
+        try:
+            with open(path) as f:
+                yield json.load(f)
+        except (OSError, json.JSONDecodeError):
+            continue  # a foreign or damaged file is skipped, never fatal for the analysis
+
+
+def load(store: Path | str | None = None, *, with_curves: bool = False) -> pd.DataFrame:
+    """One row per finished member; columns in :data:`COLUMNS` (``curve`` only with ``with_curves``)."""
+    rows = []
+    for rec in iter_records(store):
+        row = {k: v for k, v in rec.items() if k not in ("hp", "curve") or (k == "curve" and with_curves)}
+        for name, value in rec.get("hp", {}).items():
+            row[f"hp_{name}"] = value
+        rows.append(row)
+    base = [c for c in COLUMNS if c not in ("hp_<name>", "curve")]
+    if not rows:
+        return pd.DataFrame(columns=base)
+    df = pd.DataFrame(rows)
+    for c in base:
+        if c not in df:
+            df[c] = pd.NA
+    return df

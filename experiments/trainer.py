@@ -1,0 +1,185 @@
+"""The lock-step ensemble trainer: K independent members of one benchmark and one rule at once.
+
+Each member has its own Glorot init (seeded by its seed), its own sample order each epoch (a
+generator seeded by its seed), its own hyper-parameters and its own optimizer state; one step feeds
+one sample to every member (paper 1 Sec. 7: one update per sample) and is a handful of batched
+matmuls. A member's trajectory does not depend on which other members share its ensemble.
+
+A member whose parameters become non-finite is recorded as diverged (error 100%, loss inf, the
+step at which the check found it) and dropped from the ensemble; the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from experiments.data import Dataset
+from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
+from vsgd.core import Rule
+
+CHECK_EVERY = 1000  # steps between divergence checks (the recorded step is the check that found it)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One independent run: a seed and the rule's hyper-parameters (in config units)."""
+
+    seed: int
+    hp: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class MemberResult:
+    member: Member
+    train_error: float
+    test_error: float
+    train_loss: float
+    test_loss: float
+    diverged: bool
+    diverged_step: int | None
+    curve: list[dict[str, float]]  # one dict per checkpoint (epoch, train/test error, rate min/median/max)
+    seconds: float  # wall time of the chunk divided by its number of members
+    chunk_seconds: float
+    chunk_members: int
+    steps: int
+
+
+def checkpoint_steps(n_train: int, epochs: float) -> list[int]:
+    """Log-spaced checkpoints (every power of two of an epoch from 1/64) plus every epoch end."""
+    total = int(round(n_train * epochs))
+    steps = {int(round(n_train * 2.0**-j)) for j in range(1, 7)}
+    steps |= {n_train * e for e in range(1, int(math.ceil(epochs)) + 1)}
+    steps.add(total)
+    return sorted(s for s in steps if 0 < s <= total)
+
+
+def _rate_stats(rule: Rule, state, hp, params) -> tuple[Tensor, Tensor, Tensor] | None:
+    if rule.rates is None:
+        return None
+    rates = rule.rates(state, hp, params)
+    K = params[0].shape[0]
+    flat = torch.cat([r.expand_as(p).reshape(K, -1) for r, p in zip(rates, params)], dim=1).float()
+    return flat.amin(dim=1), flat.median(dim=1).values, flat.amax(dim=1)
+
+
+def _select(tree: Any, keep: Tensor) -> Any:
+    """Index the leading (ensemble) axis of every tensor in a state tree."""
+    if isinstance(tree, Tensor):
+        return tree.index_select(0, keep) if tree.dim() > 0 else tree
+    if isinstance(tree, dict):
+        return {k: _select(v, keep) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_select(v, keep) for v in tree)
+    return tree
+
+
+def train_ensemble(
+    spec: MLPSpec,
+    rule: Rule,
+    members: Sequence[Member],
+    data: Dataset,
+    *,
+    epochs: float = 6,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    eval_subset: int = 10_000,
+    progress: Callable[[int], None] | None = None,
+) -> list[MemberResult]:
+    """Train ``members`` together for ``epochs`` and return one result per member (input order)."""
+    start = time.perf_counter()
+    K = len(members)
+    model = EnsembleMLP(spec)
+    data = data.to(device, dtype)
+    N = data.n_train
+    x_train, y_train = data.x_train, data.y_train
+    mse = spec.loss == "mse"
+
+    # hyper-parameters as [K] tensors, converted from config units (see HyperParam.ntrain_power)
+    settings = [rule.check_hp(m.hp) for m in members]
+    hp = {
+        name: torch.tensor([s[name] * N**p.ntrain_power for s in settings], dtype=dtype, device=device)
+        for name, p in rule.hyperparams.items()
+    }
+    params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
+    state = rule.init(params, hp)
+    order_gens = [torch.Generator().manual_seed(int(m.seed) + 7919) for m in members]  # stream apart from init
+
+    alive = torch.arange(K, device=device)  # original index of each member still in the ensemble
+    total_steps = int(round(N * epochs))
+    checkpoints = checkpoint_steps(N, epochs)
+    curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
+    final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
+    sub_tr = slice(0, min(eval_subset, N))
+    sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
+    need = set(rule.extras)
+
+    def evaluate_into(step: int, last: bool) -> None:
+        tr = sub_tr if not last else slice(None)
+        te = sub_te if not last else slice(None)
+        tr_err, tr_loss = model.evaluate(params, x_train[tr], y_train[tr])
+        te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
+        rates = _rate_stats(rule, state, hp, params)
+        for j, k in enumerate(alive.tolist()):
+            point = {"step": step, "epoch": step / N, "train_error": float(tr_err[j]), "test_error": float(te_err[j]),
+                     "train_loss": float(tr_loss[j]), "test_loss": float(te_loss[j])}
+            if rates is not None:
+                point.update(rate_min=float(rates[0][j]), rate_median=float(rates[1][j]), rate_max=float(rates[2][j]))
+            curves[k].append(point)
+            if last:
+                final[k] = (float(tr_err[j]), float(te_err[j]), float(tr_loss[j]), float(te_loss[j]), False, None)
+
+    fail_error = float("inf") if mse else 100.0
+    step = 0
+    perm = None
+    while step < total_steps:
+        if step % N == 0:  # a new epoch: every member draws its own order
+            perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in alive.tolist()]).to(device)
+        idx = perm[:, step % N]
+        x = x_train[idx]
+        target = x if mse else y_train[idx]
+        _, grads, curv = model.loss_and_grads(params, x, target, curvature="curvature" in need)
+        extras: dict[str, Any] = {"batch_size": 1}
+        if curv is not None:
+            extras["curvature"] = curv
+        if "hvp" in need:
+            extras["hvp"] = lambda vs, x=x, t=target: model.hvp(params, x, t, vs)
+        if "grad_at" in need:
+            extras["grad_at"] = lambda shifts, x=x, t=target: model.loss_and_grads(
+                [p + s for p, s in zip(params, shifts)], x, t)[1]
+        if "sq_grad_mean" in need:
+            extras["sq_grad_mean"] = [g * g for g in grads]
+        if "nonzero_count" in need:
+            extras["nonzero_count"] = [(g != 0).to(g.dtype) for g in grads]
+        updates, state = rule.update(grads, state, params, hp, extras)
+        for p, u in zip(params, updates):
+            p.add_(u)
+        step += 1
+
+        if step % CHECK_EVERY == 0 or step == total_steps:
+            ok = torch.stack([torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1) for p in params]).all(dim=0)
+            if not bool(ok.all()):
+                for k in alive[~ok].tolist():
+                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step)
+                keep = ok.nonzero().squeeze(1)
+                alive, params, state, hp, perm = (alive[keep], _select(params, keep), _select(state, keep),
+                                                  _select(hp, keep), perm[keep])
+                order_gens = [order_gens[i] for i in keep.tolist()]
+                if alive.numel() == 0:
+                    break
+        if step in checkpoints:
+            evaluate_into(step, last=step == total_steps)
+        if progress is not None and step % 1000 == 0:
+            progress(1000 * int(alive.numel()))
+
+    wall = time.perf_counter() - start
+    results = []
+    for k, m in enumerate(members):
+        tr_e, te_e, tr_l, te_l, div, div_step = final[k]
+        results.append(MemberResult(m, tr_e, te_e, tr_l, te_l, div, div_step, curves[k], wall / K, wall, K, total_steps))
+    return results
