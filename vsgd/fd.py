@@ -27,10 +27,12 @@ Hyper-parameters (none needs tuning; they pin down what the paper leaves open):
 * ``outlier_sigma`` = 2: the outlier threshold in standard deviations (Sec. 5.3); 0 turns it off.
   The tested quantities are minibatch means, so sd = sqrt((v_bar - g_bar^2) / n), the standard
   deviation of a mean of n samples (as in the first author's code; Alg. 1 writes the n = 1 form).
-* ``eps`` = 1e-5 (Sec. 5.4), used in exactly four places, each where a division can be 0/0:
+* ``eps`` = 1e-5 (Sec. 5.4), used in four places where a division can be 0/0, and in the outlier test:
   (a) the FD step: delta = g_bar pushed eps away from 0 (|delta| >= eps; divides in eq. 6);
   (b) 1/h = (h_bar + eps) / (v_fd_bar + eps) (all FD curvatures 0, e.g. a linear region: rate factor 1);
-  (c) n g_bar^2 / (v_bar + (n-1) g_bar^2 + eps) (all gradients 0); (d) g_bar^2 / (v_bar + eps) in tau.
+  (c) n g_bar^2 / (v_bar + (n-1) g_bar^2 + eps) (all gradients 0); (d) g_bar^2 / (v_bar + eps) in tau;
+  (e) the outlier test is |x - x_bar| > 2 sd + eps, so that a zero variance (a constant curvature, as on
+  a quadratic) does not turn rounding noise into outliers.
 * ``sparse``: 0 = eq. 3 (default); 1 = eq. 4 with the non-zero counts m = n - z of the current
   minibatch (extras ``nonzero_count``); 2 = eq. 4 with the long-term average m = p_nz n (Fig. 2's
   alternative; m clamped to >= 1, where the paper's formula is undefined).
@@ -147,7 +149,8 @@ def update(grads, state, params, hp, extras):
         # Sec. 5.3: outliers (2 sd of a minibatch mean) make the memory one sample longer
         sd_g = ((vb - gb * gb).clamp_min(0) / n_f).sqrt()
         sd_h = ((vfb - hb * hb).clamp_min(0) / n_f).sqrt()
-        outlier = ((g - gb).abs() > sigma * sd_g) | ((h_fd[i] - hb).abs() > sigma * sd_h)
+        # (+ eps: with zero variance, e.g. a constant curvature, rounding noise alone must not count as an outlier)
+        outlier = ((g - gb).abs() > sigma * sd_g + eps) | ((h_fd[i] - hb).abs() > sigma * sd_h + eps)
         tau_o = tau + (outlier & (sigma > 0)).to(tau.dtype)
         f = 1.0 / tau_o
         main_stats = [(1 - f) * x + f * new for x, new in
