@@ -41,6 +41,7 @@ from torch import Tensor
 from vsgd.core import HyperParam, Rule, per_member
 
 FUNCTIONS = ("quad", "abs", "rectlin", "gauss")
+DIVERGED_GAIN = -99.0  # summary value of a run whose loss became infinite or nan (its gain is -inf in the npz)
 LEVELS = (0.1, 1.0, 10.0)
 
 
@@ -295,7 +296,7 @@ def run_suite(*, runs: int = 100, updates: int = 1024, batch_sizes=(1, 10), eta0
 def summary(result: dict[str, Any]) -> pd.DataFrame:
     """One line per (row, case, checkpoint): median and 10 / 90 % quantiles of the gain over runs, and the
     fraction of runs whose final loss is worse than the initial one."""
-    G = result["gain"]
+    G = np.maximum(result["gain"], DIVERGED_GAIN)  # a run whose loss became inf / nan counts as gain DIVERGED_GAIN
     q = np.quantile(G, [0.1, 0.5, 0.9], axis=2)  # [3, rows, cases, checkpoints]
     worse = (G[..., -1] < 0).mean(axis=2)  # [rows, cases]
     recs = []

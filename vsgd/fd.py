@@ -22,8 +22,17 @@ Hyper-parameters (none needs tuning; they pin down what the paper leaves open):
 * ``n0`` = 10: bootstrap. The first ceil(n0 / n) minibatches only build arithmetic means of all four
   statistics and make no update (Sec. 5.4: "bootstrapped on a few samples (10) before any updates").
 * ``slow_start`` C = 2: after the bootstrap v_bar is multiplied by C (paper 1 Sec. 4.4 overestimates
-  v by C; C = 2 as in the first author's code, since paper 1's d/10 is < 1 for small d).
-* ``tau0`` = 2: the memory after the bootstrap (paper silent; the first author's code starts at 2).
+  v by C; C = 2 as in the first author's code, since paper 1's d/10 is < 1 for small d), and with
+  ``slow_start_curvature`` = 1 (default) h_bar by C and v_fd_bar by C^2, which divides 1/h by C (as in
+  the co-author's Torch vsgdfd; paper 2 is silent). For n > 1 eq. 3's rate is dominated by
+  (n-1) g_bar^2 and hardly feels C on v_bar alone; on the 1-D suite this halves the runs that end a
+  checkpoint worse than they started (docs/vsgd_fd.md).
+* ``tau0`` = 0: the memory after the bootstrap is the number of bootstrap minibatches ceil(n0 / n)
+  (an arithmetic mean over k minibatches is what an EMA with tau = k gives; paper silent, the first
+  author's code uses 2; any value > 0 is used as given).
+* ``fd_sign`` = +1 and ``fd_step`` = 0: the FD pair is (theta, theta + g_bar), as eq. 6 writes it.
+  Options: -1 evaluates at theta - g_bar (where the update goes); ``fd_step`` = 1 uses the last
+  update's length eta g_bar instead of g_bar (Sec. 5.1's "typical update distance").
 * ``outlier_sigma`` = 2: the outlier threshold in standard deviations (Sec. 5.3); 0 turns it off.
   The tested quantities are minibatch means, so sd = sqrt((v_bar - g_bar^2) / n), the standard
   deviation of a mean of n samples (as in the first author's code; Alg. 1 writes the n = 1 form).
@@ -65,9 +74,14 @@ from vsgd.core import HyperParam, Rule, per_member, register
 HYPERPARAMS = {
     "n0": HyperParam(10.0, low=1.0, doc="bootstrap samples before the first update (Sec. 5.4)"),
     "slow_start": HyperParam(2.0, low=1.0, doc="C: v_bar is multiplied by C after the bootstrap (paper 1 Sec. 4.4)"),
-    "tau0": HyperParam(2.0, low=1.0, doc="memory size tau after the bootstrap"),
+    "slow_start_curvature": HyperParam(1.0, low=0.0, high=1.0,
+                                       doc="1: the slow start also scales h_bar by C and v_fd_bar by C^2 (1/h / C)"),
+    "tau0": HyperParam(0.0, low=0.0, doc="memory size tau after the bootstrap; 0: the number of bootstrap minibatches"),
+    "fd_sign": HyperParam(1.0, low=-1.0, high=1.0, doc="+1: shift theta + g_bar (Alg. 1); -1: theta - g_bar (the update's way)"),
     "outlier_sigma": HyperParam(2.0, low=0.0, doc="outlier threshold in standard deviations (Sec. 5.3); 0 = off"),
     "eps": HyperParam(1e-5, low=0.0, low_inclusive=False, doc="guards the four 0/0 divisions (Sec. 5.4)"),
+    "fd_step": HyperParam(0.0, low=0.0, high=1.0,
+                          doc="0: delta = g_bar (Alg. 1); 1: delta = eta g_bar, the last update's size (Sec. 5.1)"),
     "sparse": HyperParam(0.0, low=0.0, high=2.0,
                          doc="0 = eq. 3; 1 = eq. 4 per-minibatch non-zero counts; 2 = eq. 4 long-term average"),
 }
@@ -116,8 +130,10 @@ def update(grads, state, params, hp, extras):
 
     # eq. 6 (paper 2): delta = g_bar; on the very first minibatch the current gradient stands in for g_bar
     deltas = []
-    for g, gb in zip(grads, state["g_bar"]):
+    for g, gb, eta in zip(grads, state["g_bar"], state["eta"]):
         d = torch.where(per_member(first, g), g, gb)
+        use_eta = per_member((hp["fd_step"] > 0) & (state["step"] > 0), g)
+        d = torch.where(use_eta, eta * d, d) * per_member(torch.where(hp["fd_sign"] < 0, -1.0, 1.0).to(g.dtype), g)
         deltas.append(_fd_step(d, per_member(hp["eps"], g)))
     fd = extras.get("fd_per_sample")
     if fd is not None:
@@ -143,8 +159,14 @@ def update(grads, state, params, hp, extras):
         boot_stats = [x + w * (new - x) for x, new in
                       ((gb, g), (vb, sq[i]), (hb, h_fd[i]), (vfb, h2_fd[i]), (p_nz, frac_nz))]
         done_now = K1((seen + n_f >= hp["n0"]) & in_boot)  # slow start once the bootstrap is complete
-        boot_stats[1] = torch.where(done_now, boot_stats[1] * K1(hp["slow_start"]), boot_stats[1])
-        boot_tau = torch.where(done_now, K1(hp["tau0"]).expand_as(tau), tau)
+        C = K1(hp["slow_start"])
+        boot_stats[1] = torch.where(done_now, boot_stats[1] * C, boot_stats[1])
+        Ch = torch.where(K1(hp["slow_start_curvature"]) > 0, C, torch.ones_like(C))  # 1/h = h_bar / v_fd_bar -> / C
+        boot_stats[2] = torch.where(done_now, boot_stats[2] * Ch, boot_stats[2])
+        boot_stats[3] = torch.where(done_now, boot_stats[3] * Ch * Ch, boot_stats[3])
+        n_boot = torch.ceil(hp["n0"] / n_f)  # bootstrap minibatches: an arithmetic mean over them is an EMA with that tau
+        tau_start = torch.where(hp["tau0"] > 0, hp["tau0"], n_boot)
+        boot_tau = torch.where(done_now, K1(tau_start).expand_as(tau), tau)
 
         # Sec. 5.3: outliers (2 sd of a minibatch mean) make the memory one sample longer
         sd_g = ((vb - gb * gb).clamp_min(0) / n_f).sqrt()
