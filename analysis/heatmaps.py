@@ -4,7 +4,7 @@ One square per (algorithm setting and minibatch size n, test case): x = updates 
 (1, 2, 4, ..., 1024), y = the runs sorted at each checkpoint (best on top), colour = loss gain
 log10(initial / current expected loss): white = the initial loss, blue = lower, red = worse. As in the
 paper, the colour scale is shared within a column (test case) and differs between columns: it spans
-+-(95th percentile of that column's positive gains). Rows come in pairs, n = 1 above n = 10.
++-(95th percentile of that column's positive gains, at most 3). Rows come in pairs, n = 1 above n = 10.
 
     python -m analysis.heatmaps [--store PATH] [--out figures]
 
@@ -29,13 +29,16 @@ from experiments import suite_1d  # noqa: E402
 CMAP = plt.get_cmap("RdBu")  # red = worse than the start, white = the start, blue = better
 
 
+GAIN_CAP = 3.0  # colour saturates at 1000x lower loss (f_rectlin has no minimum: gains grow without bound)
+
+
 def column_scales(gain: np.ndarray, q: float = 95.0) -> np.ndarray:
-    """Colour range per case: the q-th percentile of the column's positive finite gains (>= 1e-3)."""
+    """Colour range per case: the q-th percentile of the column's positive finite gains, within [1e-3, GAIN_CAP]."""
     out = np.empty(gain.shape[1])
     for c in range(gain.shape[1]):
         g = gain[:, c].ravel()
         pos = g[np.isfinite(g) & (g > 0)]
-        out[c] = max(np.percentile(pos, q) if pos.size else 1e-3, 1e-3)
+        out[c] = min(max(np.percentile(pos, q) if pos.size else 1e-3, 1e-3), GAIN_CAP)
     return out
 
 
@@ -49,6 +52,11 @@ def square_rgb(g: np.ndarray, vmax: float) -> np.ndarray:
 def draw_heatmaps(res: dict, path: Path, *, rows: list[int] | None = None, title: str | None = None) -> Path:
     gain = res["gain"]
     rows = list(range(gain.shape[0])) if rows is None else rows
+    # rows in pairs as in Fig. 6: each setting with n = 1 above n = 10, settings in their order of appearance
+    first = {}
+    for i, (s, _) in enumerate(res["rows"]):
+        first.setdefault(s.label, i)
+    rows = sorted(rows, key=lambda r: (first[res["rows"][r][0].label], res["rows"][r][1]))
     R, C, N, T = len(rows), gain.shape[1], gain.shape[2], gain.shape[3]
     scale = column_scales(gain)
     gap, group_gap, cell_w = 1, 3, T * 2  # each checkpoint drawn 2 pixels wide
@@ -60,7 +68,7 @@ def draw_heatmaps(res: dict, path: Path, *, rows: list[int] | None = None, title
         col_x.append(x)
         x += cell_w
     row_gap = [0] + [8 if res["rows"][rows[i]][0].algorithm != res["rows"][rows[i - 1]][0].algorithm else
-                     (2 if res["rows"][rows[i]][1] == res["rows"][rows[0]][1] else 1) for i in range(1, R)]
+                     (4 if res["rows"][rows[i]][0].label != res["rows"][rows[i - 1]][0].label else 1) for i in range(1, R)]
     cell_h = 20
     row_y = np.cumsum([g + (cell_h if i else 0) for i, g in enumerate(row_gap)])
     img = np.ones((row_y[-1] + cell_h, x, 3))
