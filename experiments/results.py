@@ -90,6 +90,8 @@ def exists(store: Path, benchmark: str, optimizer: str, chash: str) -> bool:
 def iter_records(store: Path | str | None = None) -> Iterable[dict[str, Any]]:
     store = Path(store) if store else DEFAULT_STORE
     for path in sorted(store.glob("*/*/*.json")):
+        if path.name.startswith(".tmp-"):
+            continue  # a write that was interrupted before its rename: not a record
         try:
             with open(path) as f:
                 yield json.load(f)

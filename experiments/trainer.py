@@ -79,6 +79,24 @@ def _select(tree: Any, keep: Tensor) -> Any:
     return tree
 
 
+def make_step(model: EnsembleMLP, rule: Rule) -> Callable:
+    """``step(params, state, hp, x, target) -> state``: one update of every member, in place.
+
+    Rules with ``scalar_rate`` (plain SGD) and no extras take the fused path (the update is applied
+    inside the backward pass); every other rule gets its gradients and declared extras, then
+    ``p += update``.
+    """
+    need = set(rule.extras)
+    if rule.scalar_rate is not None and not need:
+        def fused_step(params, state, hp, x, target):
+            rate, state = rule.scalar_rate(state, hp)
+            model.sgd_step(params, x, target, rate)
+            return state
+
+        return fused_step
+    return lambda params, state, hp, x, target: _generic_step(model, rule, params, state, hp, x, target, need)
+
+
 def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
                   need: set[str]):
     """One step of any rule: gradients (and the extras it declared), then ``p += update``."""
@@ -138,8 +156,7 @@ def train_ensemble(
     final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
     sub_tr = slice(0, min(eval_subset, N))
     sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
-    need = set(rule.extras)
-    fused = rule.scalar_rate is not None and not need
+    step_fn = make_step(model, rule)
 
     def evaluate_into(step: int, last: bool) -> None:
         tr = sub_tr if not last else slice(None)
@@ -165,11 +182,7 @@ def train_ensemble(
         idx = perm[:, step % N]
         x = x_train[idx]
         target = x if mse else y_train[idx]
-        if fused:
-            rate, state = rule.scalar_rate(state, hp)
-            model.sgd_step(params, x, target, rate)
-        else:
-            state = _generic_step(model, rule, params, state, hp, x, target, need)
+        state = step_fn(params, state, hp, x, target)
         step += 1
 
         if step % CHECK_EVERY == 0 or step == total_steps:
