@@ -23,6 +23,23 @@ import torch
 from torch import Tensor
 
 LOSSES = ("cross_entropy", "mse")
+EVAL_BATCH = 2000  # samples per evaluation matmul
+
+
+NARROW = 32  # layers with fewer outputs than this use the reduction form of the vector-matrix product
+
+
+def _vec_mat(h: Tensor, W: Tensor) -> Tensor:
+    """Per-member ``h_k^T W_k``: ``[K, D] x [K, D, H] -> [K, H]``.
+
+    BLAS's batched vector-matrix product gives bits that depend on how many members share the batch
+    when H is small (the classifiers' 10 outputs), which would make a member's trajectory depend on
+    its neighbours. For narrow layers the product is written as a broadcast multiply and a sum over D,
+    whose order does not depend on K (a test checks both forms across ensemble compositions).
+    """
+    if W.shape[2] < NARROW:
+        return (h.unsqueeze(2) * W).sum(dim=1)
+    return torch.bmm(h.unsqueeze(1), W).squeeze(1)
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,7 @@ class EnsembleMLP:
         h = x
         n = self.spec.n_layers
         for k in range(n):
-            a = torch.baddbmm(params[2 * k + 1].unsqueeze(1), h.unsqueeze(1), params[2 * k]).squeeze(1)
+            a = _vec_mat(h, params[2 * k]).add_(params[2 * k + 1])
             if k < n - 1:
                 h = torch.tanh(a)
                 hs.append(h)
@@ -179,9 +196,8 @@ class EnsembleMLP:
         mean reconstruction error 1/2 ||x - y||^2 for mse (the paper's CR units)."""
         K = params[0].shape[0]
         N = x.shape[0]
-        width = max(self.spec.layers)
         if batch is None:
-            batch = max(64, min(N, int(5e7 // max(1, K * width))))
+            batch = EVAL_BATCH  # fixed, so a member's sums do not depend on which members share the ensemble
         wrong = torch.zeros(K, dtype=torch.float64, device=x.device)
         total = torch.zeros(K, dtype=torch.float64, device=x.device)
         n = self.spec.n_layers

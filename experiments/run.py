@@ -44,6 +44,9 @@ class UserError(Exception):
     """A mistake in the command line or config: printed as one message, no traceback."""
 
 
+FAILED: list = []  # members whose chunk failed in this process (reported at the end; exit status 3)
+
+
 # -- configs ------------------------------------------------------------------------------------
 def group_config(group: str, name: str) -> DictConfig:
     """Load ``conf/<group>/<name>.yaml`` (for experiments that list several benchmarks/optimizers)."""
@@ -195,9 +198,14 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
 
     hashes = [results.config_hash(key(m)) for m in members]
     todo = [(m, h) for m, h in zip(members, hashes) if not results.exists(store, bench.name, rule.name, h)]
+    failed = [(m, h) for m, h in todo if results.failure_path(store, bench.name, rule.name, h).is_file()]
+    if failed and not cfg.get("retry_failed"):
+        todo = [(m, h) for m, h in todo if (m, h) not in failed]
     print(f"[{bench.name} {rule.name}] {len(members)} members ({len(settings)} settings x {len(seeds)} seeds): "
-          f"{len(members) - len(todo)} already in the store {store}, skipped; {len(todo)} to train on {device}.",
-          flush=True)
+          f"{len(members) - len(todo) - (0 if cfg.get('retry_failed') else len(failed))} already in the store "
+          f"{store}, skipped; {len(todo)} to train on {device}."
+          + (f" {len(failed)} failed before and are skipped (retry_failed=true reruns them)."
+             if failed and not cfg.get("retry_failed") else ""), flush=True)
     if not todo:
         return hashes
 
@@ -206,6 +214,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     steps = int(round(data.n_train * epochs))
     bar = _progress_bar(cfg, f"{bench.name} {rule.name}", steps * len(todo))
     job_start = time.perf_counter()
+    failures: list = []
     for c in range(n_chunks):
         part = todo[c * chunk : (c + 1) * chunk]
         t0 = time.perf_counter()
@@ -223,8 +232,21 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                 _write(bar, f"[{bench.name} {rule.name}] measured {rate:,.0f} member-updates/s: "
                             f"estimated wall time for this job {total / rate / 60:.1f} min")
 
-        out = train_ensemble(spec, rule, [m for m, _ in part], data, epochs=epochs, device=device, dtype=dtype,
-                             progress=progress)
+        try:
+            out = train_ensemble(spec, rule, [m for m, _ in part], data, epochs=epochs, device=device,
+                                 dtype=dtype, progress=progress)
+        except (RuntimeError, MemoryError) as exc:  # out of memory, a CUDA error...: record, report, move on
+            for m, chash in part:
+                results.write_failure(store, bench.name, rule.name, chash,
+                                      {"error": f"{type(exc).__name__}: {exc}", "seed": m.seed, "hp": m.hp,
+                                       "chunk_members": len(part), "device": device_name(device)})
+            _write(bar, f"[{bench.name} {rule.name}] chunk {c + 1}/{n_chunks} FAILED ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}); its {len(part)} members (seeds/settings: "
+                        f"{[(m.seed, m.hp) for m, _ in part][:4]}{' ...' if len(part) > 4 else ''}) are recorded "
+                        f"under {store / 'failed'}; moving on. Rerun with retry_failed=true (and a smaller "
+                        "chunk_size) to train them.")
+            failures.extend(part)
+            continue
         for r, (_, chash) in zip(out, part):
             rec = {"benchmark": bench.name, "optimizer": rule.name, "seed": r.member.seed, "hp": r.member.hp,
                    "train_error": r.train_error, "test_error": r.test_error, "train_loss": r.train_loss,
@@ -248,7 +270,10 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
         _write(bar, msg)
     if bar is not None:
         bar.close()
-    print(f"[{bench.name} {rule.name}] done in {time.perf_counter() - job_start:.1f}s", flush=True)
+    print(f"[{bench.name} {rule.name}] done in {time.perf_counter() - job_start:.1f}s"
+          + (f"; {len(failures)} members FAILED" if failures else ""), flush=True)
+    if failures:
+        FAILED.extend(failures)
     return hashes
 
 
@@ -301,8 +326,11 @@ def check_cfg(cfg: DictConfig) -> None:
         probe = store / ".write-test"
         probe.write_text("ok")
         probe.unlink()
+        results.check_store(store)
     except OSError as exc:
         raise UserError(f"The results store {store} is not writable ({exc.strerror}); choose another with store=PATH.") from None
+    except results.StoreVersionError as exc:
+        raise UserError(str(exc)) from None
 
 
 def run(cfg: DictConfig) -> pd.DataFrame | Any:
@@ -356,6 +384,10 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     if isinstance(out, pd.DataFrame):
         print(summary_table(out))
+    if FAILED:
+        print(f"error: {len(FAILED)} members failed (see the messages above); rerun with retry_failed=true.",
+              file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,21 @@ def test_spec_rejects_bad_input():
         MLPSpec((3, 2), "hinge")
     with pytest.raises(ValueError, match="layers"):
         MLPSpec((3,), "mse")
+
+
+@pytest.mark.parametrize("name", ["M0", "M1", "C1"])
+def test_a_member_does_not_depend_on_its_neighbours_float32(name):
+    """Bit-identical float32 gradients for a member alone and at any position of an ensemble."""
+    layers, loss = BENCHMARKS[name]
+    spec = MLPSpec(layers, loss)
+    model = EnsembleMLP(spec)
+    params = glorot_init(spec, list(range(5)))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, layers[0], generator=g)
+    target = torch.randint(0, layers[-1], (5,), generator=g)
+    _, grads, curv = model.loss_and_grads(params, x, target, curvature=True)
+    for k in range(5):
+        alone = [p[k : k + 1].clone() for p in params]
+        _, g1, c1 = model.loss_and_grads(alone, x[k : k + 1].clone(), target[k : k + 1].clone(), curvature=True)
+        assert all(torch.equal(a[k : k + 1], b) for a, b in zip(grads, g1))
+        assert all(torch.equal(a[k : k + 1], b) for a, b in zip(curv, c1))

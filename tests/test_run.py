@@ -101,3 +101,40 @@ def test_kill_9_loses_nothing_and_runs_nothing_twice(tmp_path):
     after = {p.name: p.read_text() for p in tmp_path.glob("*/*/[!.]*.json")}
     assert len(after) == 6
     assert all(after[name] == text for name, text in before.items())  # finished members untouched
+
+
+def test_store_of_another_results_version_is_refused(tmp_path):
+    (tmp_path / "RESULTS_VERSION").write_text("0\n")
+    with pytest.raises(UserError, match="results version 0"):
+        run(cfg_for(f"store={tmp_path}", "epochs=0.001"))
+
+
+def test_failed_chunk_is_recorded_skipped_and_retried(tmp_path, monkeypatch, capsys):
+    import experiments.run as runner
+
+    calls = []
+
+    def boom(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    over = ["benchmark=m0", "optimizer=sgd", "seeds=2", "epochs=0.002", "chunk_size=1", f"store={tmp_path}"]
+    monkeypatch.setattr(runner, "train_ensemble", boom)
+    monkeypatch.setattr(runner, "FAILED", [])
+    assert run(cfg_for(*over)).empty
+    assert len(calls) == 2 and len(runner.FAILED) == 2  # the job moved on to the next chunk
+    assert "FAILED" in capsys.readouterr().out
+    assert len(list((tmp_path / "failed").rglob("*.json"))) == 2
+    monkeypatch.undo()
+    assert run(cfg_for(*over)).empty  # skipped by default
+    assert "retry_failed=true" in capsys.readouterr().out
+    assert len(run(cfg_for(*over, "retry_failed=true"))) == 2
+
+
+def test_results_do_not_depend_on_chunk_size(tmp_path):
+    over = ["benchmark=m0", "optimizer=sgd", "grid=sgd", "grid.eta0=[0.01,0.1]", "grid.gamma=[0,1]", "seeds=2",
+            "epochs=0.003"]
+    a = run(cfg_for(*over, "chunk_size=1", f"store={tmp_path / 'a'}")).set_index("config_hash")
+    b = run(cfg_for(*over, "chunk_size=8", f"store={tmp_path / 'b'}")).set_index("config_hash")
+    assert len(a) == 8
+    assert (a.loc[b.index, ["train_loss", "test_loss", "train_error"]] == b[["train_loss", "test_loss", "train_error"]]).all().all()
