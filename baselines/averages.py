@@ -7,7 +7,7 @@ The paper gives neither the initial value nor the exact convention. We choose m(
 mean of the squared gradients while fewer than tau have been seen, then an exponential average with time
 constant tau (memory 1/tau per step). Starting from v = 0 with weight 1/tau from the first step instead
 would make v about t/tau times too small early on, i.e. the rates eta0 / v up to tau = 1e5 times too large
-on the first steps (see docs/baselines.md, where both were measured on M0).
+on the first steps (docs/baselines.md).
 """
 
 from __future__ import annotations
