@@ -17,6 +17,12 @@ The authors' Torch7 code used a finite difference with r = 1e-3 instead (referen
 says only that Hv "can be computed in linear time", and the exact product is what that stands for.
 
 No epsilon: nothing is divided. ``eta`` stays positive (it is multiplied by an exponential).
+
+One numerical guard: the exponent of line 2 is clipped to [-MAX_LOG_GAIN, MAX_LOG_GAIN] (a change of
+eta by at most e^5 ~ 148x in one step). In a sane run mu |grad . v| is far below that; without the clip
+a single huge gradient makes eta overflow to inf (exp of ~1e30) and takes v with it, where with it the
+member merely diverges in its parameters and is recorded as diverged. Schraudolph's own SMD guards the
+same spot with eta <- eta max(1/2, 1 - mu grad . v).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import torch
 
 from vsgd.core import HyperParam, Rule, member_sum, per_member, register
 from vsgd.frontend import RuleOptimizer
+
+MAX_LOG_GAIN = 5.0  # largest |log| change of eta in one step (numerical guard, never active in sane runs)
 
 HYPERPARAMS = {
     "eta0": HyperParam(0.1, low=0.0, low_inclusive=False, doc="initial (global) learning rate"),
@@ -45,7 +53,8 @@ def update(grads, state, params, hp, extras):
     hv = extras["hvp"](v)
     g_dot_v = sum(member_sum(g * vi) for g, vi in zip(grads, v))  # [K], over all parameters (global rate)
     updates = [-per_member(eta, g) * g for g in grads]  # App. C line 1: theta <- theta - eta grad
-    new_eta = eta * torch.exp(-hp["mu"] * g_dot_v)  # App. C line 2: eta <- eta exp(-mu grad . v)
+    log_gain = (-hp["mu"] * g_dot_v).clamp(-MAX_LOG_GAIN, MAX_LOG_GAIN)  # guard: see module docstring
+    new_eta = eta * torch.exp(log_gain)  # App. C line 2: eta <- eta exp(-mu grad . v)
     new_v = [  # App. C line 3: v <- (1 - 1/tau) v - eta (grad + (1 - 1/tau) H v)
         per_member(decay, vi) * vi - per_member(eta, vi) * (g + per_member(decay, vi) * h)
         for vi, g, h in zip(v, grads, hv)
