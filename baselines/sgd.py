@@ -29,10 +29,14 @@ def _eta(state, hp):
     return hp["eta0"] / (1.0 + hp["gamma"] * state["step"])  # paper 1 Sec. 2: eta(t) = eta0 / (1 + gamma t)
 
 
+def scalar_rate(state, hp):
+    """The update is -eta(t) * grad with one rate per member: (eta [K], next state)."""
+    return _eta(state, hp), {"step": state["step"] + 1}
+
+
 def update(grads, state, params, hp, extras):
-    eta = _eta(state, hp)
-    updates = [-per_member(eta, g) * g for g in grads]
-    return updates, {"step": state["step"] + 1}
+    eta, state = scalar_rate(state, hp)
+    return [-per_member(eta, g) * g for g in grads], state
 
 
 def rates(state, hp, params):
@@ -47,6 +51,7 @@ RULE = register(
         update=update,
         hyperparams=HYPERPARAMS,
         rates=rates,
+        scalar_rate=scalar_rate,
         doc=__doc__,
     )
 )

@@ -23,6 +23,23 @@ import torch
 from torch import Tensor
 
 LOSSES = ("cross_entropy", "mse")
+EVAL_BATCH = 2000  # samples per evaluation matmul
+
+
+NARROW = 32  # layers with fewer outputs than this use the reduction form of the vector-matrix product
+
+
+def _vec_mat(h: Tensor, W: Tensor) -> Tensor:
+    """Per-member ``h_k^T W_k``: ``[K, D] x [K, D, H] -> [K, H]``.
+
+    BLAS's batched vector-matrix product gives bits that depend on how many members share the batch
+    when H is small (the classifiers' 10 outputs), which would make a member's trajectory depend on
+    its neighbours. For narrow layers the product is written as a broadcast multiply and a sum over D,
+    whose order does not depend on K (a test checks both forms across ensemble compositions).
+    """
+    if W.shape[2] < NARROW:
+        return (h.unsqueeze(2) * W).sum(dim=1)
+    return torch.bmm(h.unsqueeze(1), W).squeeze(1)
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,7 @@ class EnsembleMLP:
         h = x
         n = self.spec.n_layers
         for k in range(n):
-            a = torch.baddbmm(params[2 * k + 1].unsqueeze(1), h.unsqueeze(1), params[2 * k]).squeeze(1)
+            a = _vec_mat(h, params[2 * k]).add_(params[2 * k + 1])
             if k < n - 1:
                 h = torch.tanh(a)
                 hs.append(h)
@@ -119,8 +136,8 @@ class EnsembleMLP:
         hcur = h_out
         for k in reversed(range(n)):
             W, h = params[2 * k], hs[k]
-            # dL/dW = h delta^T + lambda W   (one fused op)
-            grads[2 * k] = torch.baddbmm(W, h.unsqueeze(2), delta.unsqueeze(1), beta=spec.l2)
+            # dL/dW = h delta^T + lambda W
+            grads[2 * k] = (h.unsqueeze(2) * delta.unsqueeze(1)).add_(W, alpha=spec.l2)
             grads[2 * k + 1] = delta + spec.l2 * params[2 * k + 1] if spec.l2_biases else delta
             if curv is not None:
                 # bbprop: d2L/dW_ij^2 ~ h_i^2 * d2L/da_j^2, plus the L2 term's curvature lambda
@@ -133,6 +150,32 @@ class EnsembleMLP:
                     # Gauss-Newton: d2L/dh_i^2 ~ sum_j W_ij^2 d2L/da_j^2; d2L/da^2 ~ f'(a)^2 d2L/dh^2
                     hcur = torch.bmm(hcur.unsqueeze(1), (W * W).transpose(1, 2)).squeeze(1) * (dh * dh)
         return loss, grads, curv
+
+    @torch.no_grad()
+    def sgd_step(self, params: Sequence[Tensor], x: Tensor, target: Tensor, rate: Tensor) -> Tensor:
+        """One plain SGD step ``theta <- theta - rate * grad`` applied in place, fused into the backward
+        pass (no gradient tensor is materialised). ``rate``: [K]. Returns the data loss [K].
+
+        Same gradient as :meth:`loss_and_grads` (a test checks it); used by the trainer for rules
+        with ``Rule.scalar_rate``.
+        """
+        spec = self.spec
+        out, hs = self.forward(params, x)
+        loss, delta, _ = self.output_delta(out, target)
+        r = rate.view(-1, 1)
+        for k in reversed(range(spec.n_layers)):
+            W, b, h = params[2 * k], params[2 * k + 1], hs[k]
+            step = delta * -r  # -rate * dL/da for this layer
+            if k > 0:  # propagate before W changes
+                dh = 1 - h * h
+                delta = torch.bmm(delta.unsqueeze(1), W.transpose(1, 2)).squeeze(1) * dh
+            if spec.l2:
+                W.mul_((1 - r * spec.l2).unsqueeze(2))  # - rate * lambda W
+            W.addcmul_(h.unsqueeze(2), step.unsqueeze(1))  # - rate * h delta^T
+            if spec.l2_biases and spec.l2:
+                b.mul_(1 - r * spec.l2)
+            b.add_(step)
+        return loss
 
     def hvp(self, params: Sequence[Tensor], x: Tensor, target: Tensor, vectors: Sequence[Tensor]) -> list[Tensor]:
         """Exact Hessian-vector product of (data loss + L2) per member, by forward-over-reverse AD.
@@ -153,9 +196,8 @@ class EnsembleMLP:
         mean reconstruction error 1/2 ||x - y||^2 for mse (the paper's CR units)."""
         K = params[0].shape[0]
         N = x.shape[0]
-        width = max(self.spec.layers)
         if batch is None:
-            batch = max(64, min(N, int(5e7 // max(1, K * width))))
+            batch = EVAL_BATCH  # fixed, so a member's sums do not depend on which members share the ensemble
         wrong = torch.zeros(K, dtype=torch.float64, device=x.device)
         total = torch.zeros(K, dtype=torch.float64, device=x.device)
         n = self.spec.n_layers

@@ -51,6 +51,48 @@ COLUMNS = {
 }
 
 
+class StoreVersionError(RuntimeError):
+    """The store was written by a results version this code does not write."""
+
+
+def check_store(store: Path) -> None:
+    """Stamp a new store with RESULTS_VERSION; refuse one written by another version.
+
+    A store mixing versions would silently mix numbers computed by different code, so instead of
+    guessing, the run stops and says how to go on.
+    """
+    store = Path(store)
+    stamp = store / "RESULTS_VERSION"
+    if stamp.is_file():
+        found = stamp.read_text().strip()
+        if found != str(RESULTS_VERSION):
+            raise StoreVersionError(
+                f"The results store {store} was written by results version {found}; this code writes version "
+                f"{RESULTS_VERSION}, whose numbers may differ. Use a new store (store=PATH), or move the old one aside."
+            )
+        return
+    store.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{RESULTS_VERSION}\n")
+    os.replace(tmp, stamp)
+
+
+def failure_path(store: Path, benchmark: str, optimizer: str, chash: str) -> Path:
+    return Path(store) / "failed" / benchmark / optimizer / f"{chash}.json"
+
+
+def write_failure(store: Path, benchmark: str, optimizer: str, chash: str, info: Mapping[str, Any]) -> Path:
+    """Record that a member's chunk failed (out of memory, say); a rerun skips it unless asked to retry."""
+    path = failure_path(store, benchmark, optimizer, chash)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(dict(info), f, default=str)
+    os.replace(tmp, path)
+    return path
+
+
 def config_hash(key: Mapping[str, Any]) -> str:
     blob = json.dumps({**key, "results_version": RESULTS_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -89,7 +131,9 @@ def exists(store: Path, benchmark: str, optimizer: str, chash: str) -> bool:
 
 def iter_records(store: Path | str | None = None) -> Iterable[dict[str, Any]]:
     store = Path(store) if store else DEFAULT_STORE
-    for path in sorted(store.glob("*/*/*.json")):
+    for path in sorted(p for p in store.glob("*/*/*.json") if p.parts[-3] != "failed"):
+        if path.name.startswith(".tmp-"):
+            continue  # a write that was interrupted before its rename: not a record
         try:
             with open(path) as f:
                 yield json.load(f)

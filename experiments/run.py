@@ -2,18 +2,24 @@
 
     python -m experiments.run benchmark=m0 optimizer=sgd tuned=table1 seeds=2
     python -m experiments.run benchmark=m1 optimizer=sgd grid=sgd          # the paper's tuning grid
+    python -m experiments.run experiment=table2 benchmark=m1                # a packaged experiment, one benchmark
     python -m experiments.run -m benchmark=m0,m1 optimizer=sgd,adagrad tuned=table1
 
 ``main`` is a thin ``@hydra.main`` over :func:`run`, which tests call directly with a composed config.
+A job is one (benchmark, optimizer) pair; its members (settings x seeds) train as packed ensembles,
+chunk by chunk, and every finished member is written to the results store at once, so a killed run
+resumes where it stopped: members already in the store are skipped (and the run says so).
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import itertools
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from experiments.trainer import Member, train_ensemble
 from vsgd import __version__ as code_version
 from vsgd.core import Rule, get_rule
 
+CONF = PROJECT_ROOT / "conf"
 TABLE1 = PROJECT_ROOT / "reference" / "paper_table1.csv"
 TABLE1_COLUMNS = {"eta0": "eta0", "gamma_times_ntrain": "gamma", "mu": "mu", "tau": "tau"}
 
@@ -37,78 +44,144 @@ class UserError(Exception):
     """A mistake in the command line or config: printed as one message, no traceback."""
 
 
-# -- settings -----------------------------------------------------------------------------------
-def table1_setting(benchmark: str, optimizer: str) -> dict[str, float]:
-    """Table 1's best hyper-parameters of a baseline on a benchmark (paper 1)."""
+FAILED: list = []  # members whose chunk failed in this process (reported at the end; exit status 3)
+
+
+# -- configs ------------------------------------------------------------------------------------
+def group_config(group: str, name: str) -> DictConfig:
+    """Load ``conf/<group>/<name>.yaml`` (for experiments that list several benchmarks/optimizers)."""
+    path = CONF / group / f"{name}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        raise UserError(f"Unknown {group} {name!r}. Available: {', '.join(have)}.")
+    return OmegaConf.load(path)
+
+
+def hyperparams_of(opt: DictConfig) -> dict[str, Any]:
+    """An optimizer config's hyper-parameters: every key but ``name``."""
+    return {k: v for k, v in OmegaConf.to_container(opt, resolve=True).items() if k != "name" and not k.startswith("_")}
+
+
+def table1_setting(benchmark: str, optimizer: str) -> dict[str, float] | None:
+    """Table 1's best hyper-parameters of a baseline on a benchmark (paper 1), or None."""
     with open(TABLE1) as f:
         rows = [r for r in csv.DictReader(f) if r["benchmark"] == benchmark and r["method"] == optimizer]
     if not rows:
-        with open(TABLE1) as f:
-            have = sorted({r["method"] for r in csv.DictReader(f) if r["benchmark"] == benchmark})
-        raise UserError(
-            f"Table 1 of the paper has no setting of {optimizer} for {benchmark} (it has: {', '.join(have)}). "
-            "Drop tuned=table1 and give the hyper-parameters, or run its grid (grid=...)."
-        )
+        return None
     return {TABLE1_COLUMNS[c]: float(v) for c, v in rows[0].items() if c in TABLE1_COLUMNS and v}
 
 
-def settings_from(cfg: DictConfig, rule: Rule) -> list[dict[str, float]]:
-    base = dict(OmegaConf.to_container(cfg.optimizer.get("hp") or {}, resolve=True))
-    if cfg.get("grid"):
-        grid = OmegaConf.to_container(cfg.grid, resolve=True)
-        grid = {k: v for k, v in grid.items() if not k.startswith("_")}
-        names = list(grid)
-        return [{**base, **dict(zip(names, values))} for values in itertools.product(*(grid[n] for n in names))]
+def table1_methods(benchmark: str) -> list[str]:
+    with open(TABLE1) as f:
+        return sorted({r["method"] for r in csv.DictReader(f) if r["benchmark"] == benchmark})
+
+
+def tunable(rule: Rule) -> bool:
+    """Whether a rule has hyper-parameters that Table 1 tunes (vSGD has none: that is the claim)."""
+    return any(h in TABLE1_COLUMNS.values() for h in rule.hyperparams)
+
+
+@dataclass
+class Job:
+    bench: DictConfig
+    opt: DictConfig
+    grid: dict[str, list] | None
+
+
+def jobs_from(cfg: DictConfig) -> list[Job]:
+    """The (benchmark, optimizer) pairs a config asks for, with their grids."""
+    benches = [group_config("benchmark", b) for b in cfg.benchmarks] if cfg.get("benchmarks") else [cfg.benchmark]
+    opts = [group_config("optimizer", o) for o in cfg.optimizers] if cfg.get("optimizers") else [cfg.optimizer]
+    jobs = []
+    for bench, opt in itertools.product(benches, opts):
+        grid = None
+        if cfg.get("grid_per_optimizer"):
+            path = CONF / "grid" / f"{opt.name}.yaml"
+            grid = dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True)) if path.is_file() else None
+        elif cfg.get("grid"):
+            grid = dict(OmegaConf.to_container(cfg.grid, resolve=True))
+        jobs.append(Job(bench, opt, grid))
+    return jobs
+
+
+def settings_of(cfg: DictConfig, job: Job, rule: Rule) -> list[dict[str, Any]] | None:
+    """The job's settings; None when the job is to be skipped (the paper did not run that pair)."""
+    base = hyperparams_of(job.opt)
+    in_table1 = table1_setting(job.bench.name, rule.name)
+    if cfg.get("skip_missing_table1") and tunable(rule) and in_table1 is None:
+        return None
+    if job.grid:
+        names = [k for k in job.grid if not k.startswith("_")]
+        return [{**base, **dict(zip(names, values))} for values in itertools.product(*(job.grid[n] for n in names))]
     if cfg.get("tuned"):
         if cfg.tuned != "table1":
             raise UserError(f"Unknown tuned={cfg.tuned!r}; the only published tuning is tuned=table1.")
-        if rule.hyperparams and any(h for h in rule.hyperparams if h in TABLE1_COLUMNS.values()):
-            return [{**base, **table1_setting(cfg.benchmark.name, rule.name)}]
+        if tunable(rule):
+            if in_table1 is None:
+                raise UserError(
+                    f"Table 1 of the paper has no setting of {rule.name} for {job.bench.name} (it has: "
+                    f"{', '.join(table1_methods(job.bench.name))}). Drop tuned=table1 and give the "
+                    "hyper-parameters, or run its grid (grid=...)."
+                )
+            return [{**base, **in_table1}]
     return [base]
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={name} was asked for but CUDA is not available here; use device=auto or device=cpu.")
     return dev
 
 
-def auto_chunk_size(spec: MLPSpec, dtype: torch.dtype, device: torch.device, n_members: int) -> int:
-    """Members per chunk so that params, grads, updates, curvature and about 6 state tensors fit."""
-    per_member = spec.n_params * torch.finfo(dtype).bits // 8 * 12
+CPU_CACHE_BYTES = 24e6  # keep a chunk's working set within this CPU's 32 MB L3 where the model allows
+
+
+def auto_chunk_size(spec: MLPSpec, rule: Rule, dtype: torch.dtype, device: torch.device, n_members: int) -> int:
+    """Members per chunk from the parameter and state sizes.
+
+    On the CPU a step is bound by memory traffic: a chunk whose tensors stay in the last-level
+    cache runs several times faster per member than one that streams from DRAM, so the chunk is
+    sized to the cache (at least one member). On CUDA it is sized to half the free memory.
+    """
+    tensors = 3 if rule.scalar_rate is not None else 14  # params (+ x, h) vs params, grads, extras, state, temps
+    per_member = spec.n_params * torch.finfo(dtype).bits // 8 * tensors
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = free * 0.5
     else:
-        budget = 3e9
+        budget = CPU_CACHE_BYTES
     return max(1, min(n_members, int(budget // per_member)))
 
 
-# -- the run ------------------------------------------------------------------------------------
-def run(cfg: DictConfig) -> pd.DataFrame:
-    """Train every member the config asks for that the store does not hold yet; return all of them."""
+# -- one job ------------------------------------------------------------------------------------
+def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
+    """Train the job's members missing from the store; return the config hashes of all its members."""
     try:
-        rule = get_rule(cfg.optimizer.name)
+        rule = get_rule(job.opt.name)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    bench = cfg.benchmark
-    spec = MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
+    bench = job.bench
+    try:
+        spec = MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
+    except ValueError as exc:
+        raise UserError(f"benchmark {bench.name}: {exc}") from None
     epochs = float(cfg.epochs if cfg.get("epochs") is not None else bench.epochs)
-    if not epochs > 0:
-        raise UserError(f"epochs={epochs} must be > 0.")
-    if int(cfg.seeds) < 1:
-        raise UserError(f"seeds={cfg.seeds} must be >= 1 (the number of seeds per setting).")
-    dtype = {"float32": torch.float32, "float64": torch.float64}.get(cfg.dtype)
-    if dtype is None:
-        raise UserError(f"dtype={cfg.dtype!r} is not supported; use float32 or float64.")
-    device = resolve_device(cfg.device)
+    settings = settings_of(cfg, job, rule)
+    if settings is None:
+        print(f"[{bench.name} {rule.name}] skipped: the paper did not run it (no Table 1 row).", flush=True)
+        return []
     try:
-        settings = [rule.check_hp(s) for s in settings_from(cfg, rule)]
+        settings = [rule.check_hp(s) for s in settings]
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+    device = resolve_device(cfg.device)
     seeds = range(int(cfg.seed_offset), int(cfg.seed_offset) + int(cfg.seeds))
     members = [Member(seed, s) for s in settings for seed in seeds]
 
@@ -116,8 +189,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         data = load(bench.dataset, cfg.data.root)
     except DataError as exc:
         raise UserError(str(exc)) from None
-    store = Path(cfg.store) if cfg.get("store") else results.DEFAULT_STORE
-    experiment = str(cfg.get("experiment_name") or "adhoc")
+    store = store_path(cfg)
 
     def key(m: Member) -> dict[str, Any]:
         return {"benchmark": bench.name, "layers": list(bench.layers), "loss": bench.loss, "l2": float(bench.l2),
@@ -126,48 +198,196 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 
     hashes = [results.config_hash(key(m)) for m in members]
     todo = [(m, h) for m, h in zip(members, hashes) if not results.exists(store, bench.name, rule.name, h)]
-    done = len(members) - len(todo)
+    failed = [(m, h) for m, h in todo if results.failure_path(store, bench.name, rule.name, h).is_file()]
+    if failed and not cfg.get("retry_failed"):
+        todo = [(m, h) for m, h in todo if (m, h) not in failed]
     print(f"[{bench.name} {rule.name}] {len(members)} members ({len(settings)} settings x {len(seeds)} seeds): "
-          f"{done} already in {store}, {len(todo)} to train on {device}.", flush=True)
+          f"{len(members) - len(todo) - (0 if cfg.get('retry_failed') else len(failed))} already in the store "
+          f"{store}, skipped; {len(todo)} to train on {device}."
+          + (f" {len(failed)} failed before and are skipped (retry_failed=true reruns them)."
+             if failed and not cfg.get("retry_failed") else ""), flush=True)
+    if not todo:
+        return hashes
 
-    chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, dtype, device, len(todo) or 1)
-    for c0 in range(0, len(todo), chunk):
-        part = todo[c0 : c0 + chunk]
+    chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, rule, dtype, device, len(todo))
+    n_chunks = math.ceil(len(todo) / chunk)
+    steps = int(round(data.n_train * epochs))
+    bar = _progress_bar(cfg, f"{bench.name} {rule.name}", steps * len(todo))
+    job_start = time.perf_counter()
+    failures: list = []
+    for c in range(n_chunks):
+        part = todo[c * chunk : (c + 1) * chunk]
         t0 = time.perf_counter()
-        out = train_ensemble(spec, rule, [m for m, _ in part], data, epochs=epochs, device=device, dtype=dtype,
-                             progress=None)
+        estimate = {"printed": c > 0}
+
+        def progress(n: int, t0=t0, part=part, estimate=estimate) -> None:
+            """Called every 1000 steps with the member-updates done; the first chunk prints an estimate."""
+            if bar is not None:
+                bar.update(n)
+            estimate["done"] = estimate.get("done", 0) + n
+            if not estimate["printed"] and estimate["done"] >= 3000 * len(part):
+                rate = estimate["done"] / (time.perf_counter() - t0)
+                total = steps * len(todo)
+                estimate["printed"] = True
+                _write(bar, f"[{bench.name} {rule.name}] measured {rate:,.0f} member-updates/s: "
+                            f"estimated wall time for this job {total / rate / 60:.1f} min")
+
+        try:
+            out = train_ensemble(spec, rule, [m for m, _ in part], data, epochs=epochs, device=device,
+                                 dtype=dtype, progress=progress)
+        except (RuntimeError, MemoryError) as exc:  # out of memory, a CUDA error...: record, report, move on
+            for m, chash in part:
+                results.write_failure(store, bench.name, rule.name, chash,
+                                      {"error": f"{type(exc).__name__}: {exc}", "seed": m.seed, "hp": m.hp,
+                                       "chunk_members": len(part), "device": device_name(device)})
+            _write(bar, f"[{bench.name} {rule.name}] chunk {c + 1}/{n_chunks} FAILED ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}); its {len(part)} members (seeds/settings: "
+                        f"{[(m.seed, m.hp) for m, _ in part][:4]}{' ...' if len(part) > 4 else ''}) are recorded "
+                        f"under {store / 'failed'}; moving on. Rerun with retry_failed=true (and a smaller "
+                        "chunk_size) to train them.")
+            failures.extend(part)
+            continue
         for r, (_, chash) in zip(out, part):
             rec = {"benchmark": bench.name, "optimizer": rule.name, "seed": r.member.seed, "hp": r.member.hp,
                    "train_error": r.train_error, "test_error": r.test_error, "train_loss": r.train_loss,
                    "test_loss": r.test_loss, "diverged": r.diverged, "diverged_step": r.diverged_step,
                    "seconds": r.seconds, "chunk_seconds": r.chunk_seconds, "chunk_members": r.chunk_members,
-                   "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-                   "data_md5": data.md5, "data_original": data.original, "config_hash": chash,
-                   "epochs": epochs, "steps": r.steps, "experiment": experiment, "code_version": code_version,
+                   "device": device_name(device), "data_md5": data.md5, "data_original": data.original,
+                   "config_hash": chash, "epochs": epochs, "steps": r.steps,
+                   "experiment": str(cfg.get("experiment_name") or "adhoc"), "code_version": code_version,
                    "dtype": cfg.dtype, "curve": r.curve}
             results.write_record(store, rec)
-        print(f"[{bench.name} {rule.name}] chunk {c0 // chunk + 1}/{math.ceil(len(todo) / chunk)}: "
-              f"{len(part)} members in {time.perf_counter() - t0:.1f}s", flush=True)
+            if logger is not None:
+                logger.log_member(rec)
+        elapsed = time.perf_counter() - t0
+        rate = steps * len(part) / max(elapsed, 1e-9)
+        left = steps * (len(todo) - (c + 1) * chunk)
+        diverged = sum(r.diverged for r in out)
+        msg = (f"[{bench.name} {rule.name}] chunk {c + 1}/{n_chunks}: {len(part)} members in {elapsed:.1f}s "
+               f"({rate:,.0f} member-updates/s){f', {diverged} diverged' if diverged else ''}")
+        if left > 0:
+            msg += f"; about {max(left, 0) / rate / 60:.1f} min left for this job"
+        _write(bar, msg)
+    if bar is not None:
+        bar.close()
+    print(f"[{bench.name} {rule.name}] done in {time.perf_counter() - job_start:.1f}s"
+          + (f"; {len(failures)} members FAILED" if failures else ""), flush=True)
+    if failures:
+        FAILED.extend(failures)
+    return hashes
 
-    df = results.load(store)
-    mine = df[df.config_hash.isin(set(hashes))].copy()
-    return mine
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def store_path(cfg: DictConfig) -> Path:
+    return Path(cfg.store).expanduser() if cfg.get("store") else results.DEFAULT_STORE
+
+
+def _progress_bar(cfg: DictConfig, desc: str, total: int):
+    if not cfg.get("progress"):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="upd", unit_scale=True, dynamic_ncols=True, mininterval=2.0, file=sys.stderr)
+
+
+def _write(bar, msg: str) -> None:
+    if bar is not None:
+        bar.write(msg)
+    else:
+        print(msg, flush=True)
+
+
+# -- the run ------------------------------------------------------------------------------------
+def call_entry(cfg: DictConfig):
+    module, _, fn = str(cfg.entry).partition(":")
+    try:
+        target = getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError):
+        raise UserError(f"entry={cfg.entry!r} does not name a function (expected 'package.module:function').") from None
+    return target(cfg)
+
+
+def check_cfg(cfg: DictConfig) -> None:
+    """Checks of the run-level settings, before any work starts."""
+    if int(cfg.seeds) < 1:
+        raise UserError(f"seeds={cfg.seeds} must be >= 1 (the number of seeds per setting).")
+    if cfg.get("epochs") is not None and not float(cfg.epochs) > 0:
+        raise UserError(f"epochs={cfg.epochs} must be > 0.")
+    if cfg.dtype not in ("float32", "float64"):
+        raise UserError(f"dtype={cfg.dtype!r} is not supported; use float32 or float64.")
+    if cfg.get("chunk_size") is not None and int(cfg.chunk_size) < 1:
+        raise UserError(f"chunk_size={cfg.chunk_size} must be >= 1 (or null for automatic).")
+    store = store_path(cfg)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        probe = store / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+        results.check_store(store)
+    except OSError as exc:
+        raise UserError(f"The results store {store} is not writable ({exc.strerror}); choose another with store=PATH.") from None
+    except results.StoreVersionError as exc:
+        raise UserError(str(exc)) from None
+
+
+def run(cfg: DictConfig) -> pd.DataFrame | Any:
+    """Run what the config asks for; return the store's rows for its members (or the entry's result)."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    check_cfg(cfg)
+    if cfg.get("entry"):
+        return call_entry(cfg)
+    from experiments.logging import make_logger
+
+    logger = make_logger(cfg)
+    hashes: list[str] = []
+    try:
+        for job in jobs_from(cfg):
+            hashes += run_job(cfg, job, logger)
+    finally:
+        if logger is not None:
+            logger.finish()
+    df = results.load(store_path(cfg))
+    return df[df.config_hash.isin(set(hashes))].copy()
 
 
 def summary_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(no members)"
     hp_cols = sorted(c for c in df.columns if c.startswith("hp_") and df[c].notna().any())
     cols = ["benchmark", "optimizer", *hp_cols, "seed", "train_error", "test_error", "diverged", "seconds"]
-    return df.sort_values([*hp_cols, "seed"]).to_string(index=False, columns=cols, float_format=lambda v: f"{v:.4g}")
+    df = df.sort_values(["benchmark", "optimizer", *hp_cols, "seed"])
+    return df.to_string(index=False, columns=cols, float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+def apply_cli_selection(cfg: DictConfig) -> None:
+    """`experiment=table2 benchmark=m1`: an explicit benchmark/optimizer narrows the experiment's lists."""
+    from hydra.core.hydra_config import HydraConfig
+
+    task = HydraConfig.get().overrides.task
+    for group, key in (("benchmark", "benchmarks"), ("optimizer", "optimizers")):
+        chosen = [o.split("=", 1)[1] for o in task if o.split("=", 1)[0] == group]
+        if chosen and cfg.get(key):
+            OmegaConf.update(cfg, key, chosen, force_add=True)
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        df = run(cfg)
+        apply_cli_selection(cfg)
+        out = run(cfg)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(summary_table(df))
+    if isinstance(out, pd.DataFrame):
+        print(summary_table(out))
+    if FAILED:
+        print(f"error: {len(FAILED)} members failed (see the messages above); rerun with retry_failed=true.",
+              file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

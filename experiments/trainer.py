@@ -79,6 +79,45 @@ def _select(tree: Any, keep: Tensor) -> Any:
     return tree
 
 
+def make_step(model: EnsembleMLP, rule: Rule) -> Callable:
+    """``step(params, state, hp, x, target) -> state``: one update of every member, in place.
+
+    Rules with ``scalar_rate`` (plain SGD) and no extras take the fused path (the update is applied
+    inside the backward pass); every other rule gets its gradients and declared extras, then
+    ``p += update``.
+    """
+    need = set(rule.extras)
+    if rule.scalar_rate is not None and not need:
+        def fused_step(params, state, hp, x, target):
+            rate, state = rule.scalar_rate(state, hp)
+            model.sgd_step(params, x, target, rate)
+            return state
+
+        return fused_step
+    return lambda params, state, hp, x, target: _generic_step(model, rule, params, state, hp, x, target, need)
+
+
+def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
+                  need: set[str]):
+    """One step of any rule: gradients (and the extras it declared), then ``p += update``."""
+    _, grads, curv = model.loss_and_grads(params, x, target, curvature="curvature" in need)
+    extras: dict[str, Any] = {"batch_size": 1}
+    if curv is not None:
+        extras["curvature"] = curv
+    if "hvp" in need:
+        extras["hvp"] = lambda vs: model.hvp(params, x, target, vs)
+    if "grad_at" in need:
+        extras["grad_at"] = lambda shifts: model.loss_and_grads([p + s for p, s in zip(params, shifts)], x, target)[1]
+    if "sq_grad_mean" in need:  # minibatch of one: the mean of squared per-sample gradients is g^2
+        extras["sq_grad_mean"] = [g * g for g in grads]
+    if "nonzero_count" in need:
+        extras["nonzero_count"] = [(g != 0).to(g.dtype) for g in grads]
+    updates, state = rule.update(grads, state, params, hp, extras)
+    for p, u in zip(params, updates):
+        p.add_(u)
+    return state
+
+
 def train_ensemble(
     spec: MLPSpec,
     rule: Rule,
@@ -108,16 +147,16 @@ def train_ensemble(
     }
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
     state = rule.init(params, hp)
-    order_gens = [torch.Generator().manual_seed(int(m.seed) + 7919) for m in members]  # stream apart from init
+    order_gens = [torch.Generator().manual_seed(int(m.seed) + 7919) for m in members]  # by original index; apart from init
 
     alive = torch.arange(K, device=device)  # original index of each member still in the ensemble
     total_steps = int(round(N * epochs))
-    checkpoints = checkpoint_steps(N, epochs)
+    checkpoints = set(checkpoint_steps(N, epochs))
     curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
     final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
     sub_tr = slice(0, min(eval_subset, N))
     sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
-    need = set(rule.extras)
+    step_fn = make_step(model, rule)
 
     def evaluate_into(step: int, last: bool) -> None:
         tr = sub_tr if not last else slice(None)
@@ -143,22 +182,7 @@ def train_ensemble(
         idx = perm[:, step % N]
         x = x_train[idx]
         target = x if mse else y_train[idx]
-        _, grads, curv = model.loss_and_grads(params, x, target, curvature="curvature" in need)
-        extras: dict[str, Any] = {"batch_size": 1}
-        if curv is not None:
-            extras["curvature"] = curv
-        if "hvp" in need:
-            extras["hvp"] = lambda vs, x=x, t=target: model.hvp(params, x, t, vs)
-        if "grad_at" in need:
-            extras["grad_at"] = lambda shifts, x=x, t=target: model.loss_and_grads(
-                [p + s for p, s in zip(params, shifts)], x, t)[1]
-        if "sq_grad_mean" in need:
-            extras["sq_grad_mean"] = [g * g for g in grads]
-        if "nonzero_count" in need:
-            extras["nonzero_count"] = [(g != 0).to(g.dtype) for g in grads]
-        updates, state = rule.update(grads, state, params, hp, extras)
-        for p, u in zip(params, updates):
-            p.add_(u)
+        state = step_fn(params, state, hp, x, target)
         step += 1
 
         if step % CHECK_EVERY == 0 or step == total_steps:
@@ -169,7 +193,6 @@ def train_ensemble(
                 keep = ok.nonzero().squeeze(1)
                 alive, params, state, hp, perm = (alive[keep], _select(params, keep), _select(state, keep),
                                                   _select(hp, keep), perm[keep])
-                order_gens = [order_gens[i] for i in keep.tolist()]
                 if alive.numel() == 0:
                     break
         if step in checkpoints:

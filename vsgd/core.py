@@ -103,6 +103,10 @@ class Rule:
         rates: optional ``rates(state, hp, params) -> list`` giving the current learning rates, one
             tensor per parameter broadcastable to its shape ``[K, ...]`` (a global rate is ``[K, 1, ..]``),
             for logging and for people who want to see them.
+        scalar_rate: only for rules whose update is exactly ``-rate * grad`` with one rate per
+            member (plain SGD): ``scalar_rate(state, hp) -> (rate [K], new_state)``. ``update`` must
+            be written in terms of it; the ensemble trainer then fuses the update into the backward
+            pass (no gradient tensor is materialised), which is what makes large SGD grids fast.
     """
 
     name: str
@@ -111,6 +115,7 @@ class Rule:
     hyperparams: Mapping[str, HyperParam] = field(default_factory=dict)
     extras: tuple[str, ...] = ()
     rates: Callable[[State, HP, Sequence[Tensor]], list[Tensor]] | None = None
+    scalar_rate: Callable[[State, HP], tuple[Tensor, State]] | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:
