@@ -111,4 +111,4 @@ if __name__ == "__main__":
     from experiments.data import PROJECT_ROOT
 
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        run(compose("config", overrides=["+experiment=paper2_figs", *sys.argv[1:]]))
+        run(compose("config", overrides=["experiment=paper2_figs", *sys.argv[1:]]))

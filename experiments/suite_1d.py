@@ -371,4 +371,4 @@ if __name__ == "__main__":  # python -m experiments.suite_1d [overrides]: the sa
     from experiments.data import PROJECT_ROOT
 
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        run(compose("config", overrides=["+experiment=suite_1d", *sys.argv[1:]]))
+        run(compose("config", overrides=["experiment=suite_1d", *sys.argv[1:]]))

@@ -78,7 +78,7 @@ def test_experiment_config_runs_and_writes_npz_and_csv(tmp_path):
     from experiments.data import PROJECT_ROOT
 
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=suite_1d", f"store={tmp_path}", "suite_1d.runs=3",
+        cfg = compose("config", overrides=["experiment=suite_1d", f"store={tmp_path}", "suite_1d.runs=3",
                                            "suite_1d.updates=8", "suite_1d.algorithms=[sgd,vsgd_fd]"])
     assert cfg.entry == "experiments.suite_1d:run"
     df = s.run(cfg)
