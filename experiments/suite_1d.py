@@ -11,11 +11,10 @@ with A and sigma^2 in {0.1, 1, 10}: 36 cases. Every run starts at theta0 = 1 (th
 1 is the default start of the first author's 1-D code) and makes ``updates`` updates, each on a
 fresh minibatch of n samples; the loss recorded is the exact expected loss at 1, 2, 4, ..., 1024
 updates. One (rule, n) is one batched computation over K = settings x cases x runs members, through
-the very rules the benchmarks use (``baselines.sgd``, ``vsgd.fd``; AdaGrad / Amari / vSGD-l from the
-registry when they are there).
+the very rules the benchmarks use (``baselines.sgd``, ``baselines.adagrad``, ``baselines.amari``, ``vsgd.fd``).
 
-Stand-ins (replace when the other rules are merged; each is used only when the registry lacks the rule):
-``adagrad`` and ``amari`` minimal closed forms (paper 1 Sec. 2), and ``vsgd_exact``: a minimal
+Stand-ins: ``adagrad`` and ``amari`` minimal closed forms (paper 1 Sec. 2), used only when the registry lacks
+those rules (it has them since the baselines were merged), and ``vsgd_exact``, always a stand-in for now: a minimal
 element-wise vSGD (paper 1 Alg. 1 with the minibatch rate of paper 2 eq. 3) on the exact per-sample
 curvature |f''| (0 for abs and rectlin), to be replaced by the ``vsgd_l`` rule.
 
