@@ -86,8 +86,9 @@ def figure2(sigmas=(0.01, 0.1, 1.0, 10.0), p: float = 0.1, max_n: int = 1000, n_
     return pd.DataFrame(rows)
 
 
-def run(cfg) -> pd.DataFrame:
-    """Hydra entry (``entry: experiments.paper2:run``): writes <store>/synthetic/paper2_figs.csv."""
+def run(cfg) -> dict:
+    """Hydra entry (``entry: experiments.paper2:run``): writes <store>/synthetic/paper2_figs.csv.
+    Returns ``{"csv": path, "table": DataFrame}``."""
     from experiments import results
 
     c = cfg.paper2
@@ -100,7 +101,7 @@ def run(cfg) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "paper2_figs.csv", index=False)
     print(f"[paper2] wrote {out / 'paper2_figs.csv'} ({len(df)} rows)")
-    return df
+    return {"csv": out / "paper2_figs.csv", "table": df}
 
 
 if __name__ == "__main__":

@@ -337,8 +337,11 @@ class _LabelSetting:
     label: str
 
 
-def run(cfg) -> pd.DataFrame:
-    """Hydra entry (``entry: experiments.suite_1d:run``): run the suite, write npz + csv under <store>/synthetic."""
+def run(cfg) -> dict[str, Any]:
+    """Hydra entry (``entry: experiments.suite_1d:run``): run the suite, write npz + csv under <store>/synthetic.
+
+    Returns ``{"npz": path, "csv": path, "summary": DataFrame}`` (not a DataFrame: experiments.run prints
+    benchmark tables for those)."""
     from experiments import results
 
     c = cfg.suite_1d
@@ -353,7 +356,7 @@ def run(cfg) -> pd.DataFrame:
     print(f"[suite_1d] wrote {npz} and {csv}")
     df = summary(res)
     print(final_table(df).to_string())
-    return df
+    return {"npz": npz, "csv": csv, "summary": df}
 
 
 def final_table(df: pd.DataFrame, algorithm: str = "vsgd_fd") -> pd.DataFrame:

@@ -81,7 +81,7 @@ def test_experiment_config_runs_and_writes_npz_and_csv(tmp_path):
         cfg = compose("config", overrides=["experiment=suite_1d", f"store={tmp_path}", "suite_1d.runs=3",
                                            "suite_1d.updates=8", "suite_1d.algorithms=[sgd,vsgd_fd]"])
     assert cfg.entry == "experiments.suite_1d:run"
-    df = s.run(cfg)
+    df = s.run(cfg)["summary"]
     assert (tmp_path / "synthetic" / "suite_1d.npz").is_file() and (tmp_path / "synthetic" / "suite_1d.csv").is_file()
     assert set(df.algorithm) == {"sgd", "vsgd_fd"} and set(df.n) == {1, 10} and df.step.max() == 8
     back = s.load(tmp_path / "synthetic" / "suite_1d.npz")
