@@ -6,6 +6,7 @@ from vsgd.core import REGISTRY, HyperParam, Rule, get_rule, register
 from vsgd.frontend import RuleOptimizer
 
 __all__ = ["REGISTRY", "HyperParam", "Rule", "RuleOptimizer", "get_rule", "register"]
-from vsgd import fd  # noqa: E402,F401  (registers vsgd_fd)
-from vsgd.fd_optim import PerSampleClosure, VSGDfd  # noqa: E402
+from vsgd import fd  # noqa: F401  (registers vsgd_fd)
+from vsgd.fd_optim import PerSampleClosure, VSGDfd
+
 __all__ += ["PerSampleClosure", "VSGDfd"]
