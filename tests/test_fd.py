@@ -14,8 +14,16 @@ import vsgd
 from vsgd.core import get_rule
 from vsgd.fd import RULE, _rate, orthogonal_reweighting
 
-torch.set_default_dtype(torch.float64)
 DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These tests compare trajectories in float64; restore the default dtype for the other test files."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(DT)
+    yield
+    torch.set_default_dtype(old)
 
 
 def hp_for(K=1, **over):
