@@ -303,7 +303,7 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
               r"\bottomrule", r"\end{tabular}"]
     caption = (f"% Table {number}: final {split} error after 6 epochs, mean $\\pm$ std over seeds; bold: best and "
                f"not significantly different from it (Welch's t-test, p = {ALPHA}); small: the paper's value "
-               "(ours minus paper). $^\\dagger$: approximate CIFAR copy.")
+               "(ours minus paper). $^\\dagger$: data not the original files (approximate CIFAR copy).")
     return caption + "\n" + "\n".join(lines) + "\n"
 
 
@@ -356,7 +356,7 @@ def write_all(inp: Inputs, out: Path) -> list[Path]:
         md = table23_markdown(t, split, number)
         md += ("\nBold: best, and every method not significantly different from it (Welch's t-test, "
                f"p >= {ALPHA}). Cells: mean ± std over seeds; below: the paper's value (ours minus paper). "
-               "† computed on the approximate CIFAR copy.\n")
+               "† computed on data files that are not the originals (data_original False: the approximate CIFAR copy).\n")
         written += _write(out / f"table{number}", t, md, table23_latex(t, split, number))
     return written
 
