@@ -45,7 +45,7 @@ STYLE = {  # the paper's colours where it names them (SGD green, AdaGrad yellow,
 }
 OTHER = ["#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#ff7f0e"]
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-      "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 200, "axes.grid": True, "grid.alpha": 0.25,
+      "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.25,
       "grid.linewidth": 0.5}
 
 
