@@ -220,3 +220,17 @@ def test_figures_and_main_write_every_file(tmp_path, monkeypatch):
 def test_empty_store_writes_nothing_and_does_not_fail(tmp_path):
     written, failed = run_analysis(tmp_path / "empty-store", tmp_path / "out")
     assert written == [] and failed == []
+
+
+# -- ./reproduce.sh -----------------------------------------------------------------------------
+def test_reproduce_sh_help_and_unknown_target():
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "reproduce.sh"
+    ok = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0
+    for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "all"):
+        assert f"  {target} " in ok.stdout
+    bad = subprocess.run(["bash", str(script), "no-such-target"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown target 'no-such-target'" in bad.stderr
+    assert bad.stderr.count("\n") == 1  # one clear error, no usage dump, no traceback
