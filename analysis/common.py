@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def load_grid(method: str, grid_dir: Path = GRID_DIR) -> dict[str, list[float]] 
         from omegaconf import OmegaConf
 
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as exc:  # a broken grid file must not stop the analysis
+    except Exception as exc:  # noqa: BLE001 - a broken grid file must not stop the analysis
         log.warning("could not read %s (%s); treating %s as having no grid", path, exc, method)
         return None
     if isinstance(raw, dict) and set(raw) == {"grid"}:  # a file written without the @package header

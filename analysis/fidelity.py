@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis import common
 from analysis.common import label, log
 
 LEVEL = 0.99
@@ -82,9 +81,9 @@ def write_all(tables: dict[int, pd.DataFrame], out: Path) -> list[Path]:
     r.to_csv(out / "ranking.csv", index=False)
     testable = c[c.verdict.isin(["inside", "outside"])]
     lines = [f"# Fidelity: the paper's value against our {int(LEVEL * 100)}% t-interval", "",
-             f"{int(testable.paper_in_ci.sum())} of {len(testable)} testable cells hold the paper's value inside "
+             (f"{int(testable.paper_in_ci.sum())} of {len(testable)} testable cells hold the paper's value inside "
              f"our interval ({int((c.verdict == 'untestable').sum())} untestable: fewer than 2 seeds or diverged). "
-             "† = approximate CIFAR copy (not expected to match exactly).", "",
+             "† = approximate CIFAR copy (not expected to match exactly)."), "",
              "| Table | Benchmark | Method | ours (mean) | 99% CI | paper | verdict |", "|---|---|---|---|---|---|---|"]
     for _, x in c.iterrows():
         ci = f"[{x.ci_low:.2f}, {x.ci_high:.2f}]" if np.isfinite(x.ci_low) else "–"

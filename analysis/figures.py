@@ -23,25 +23,25 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from analysis import common  # noqa: E402
-from analysis.common import label, log  # noqa: E402
-from analysis.tables import Inputs, table1, table23_records  # noqa: E402
+from analysis import common
+from analysis.common import label, log
+from analysis.tables import Inputs, table1, table23_records
 
 WIDTH = 6.75  # inches: the paper's text width (two columns)
 STYLE = {  # the paper's colours where it names them (SGD green, AdaGrad yellow, vSGD black)
-    "sgd": dict(color="#2ca02c", marker="o"),
-    "adagrad": dict(color="#e6b800", marker="o"),
-    "smd": dict(color="#1f77b4", marker="s"),
-    "amari": dict(color="#9467bd", marker="^"),
-    "almeida": dict(color="#8c564b", marker="v"),
-    "vsgd_l": dict(color="black", marker="o"),
-    "vsgd_b": dict(color="#555555", marker="s"),
-    "vsgd_g": dict(color="#999999", marker="D"),
-    "vsgd_fd": dict(color="#d62728", marker="P"),
+    "sgd": {"color": "#2ca02c", "marker": "o"},
+    "adagrad": {"color": "#e6b800", "marker": "o"},
+    "smd": {"color": "#1f77b4", "marker": "s"},
+    "amari": {"color": "#9467bd", "marker": "^"},
+    "almeida": {"color": "#8c564b", "marker": "v"},
+    "vsgd_l": {"color": "black", "marker": "o"},
+    "vsgd_b": {"color": "#555555", "marker": "s"},
+    "vsgd_g": {"color": "#999999", "marker": "D"},
+    "vsgd_fd": {"color": "#d62728", "marker": "P"},
 }
 OTHER = ["#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#ff7f0e"]
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
@@ -52,7 +52,7 @@ RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize
 def style(method: str) -> dict:
     if method in STYLE:
         return STYLE[method]
-    return dict(color=OTHER[hash(method) % len(OTHER)], marker="X")
+    return {"color": OTHER[hash(method) % len(OTHER)], "marker": "X"}
 
 
 def _log_axis(axis, subs: tuple = (1, 2, 5)) -> None:

@@ -39,7 +39,7 @@ class Inputs:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, grid_dir: Path = common.GRID_DIR,
-                   reference: Path = common.REFERENCE) -> "Inputs":
+                   reference: Path = common.REFERENCE) -> Inputs:
         df = common.longest_epochs(common.prepare(df))
         methods = set(df.optimizer) if len(df) else set()
         table1 = common.paper_table1(reference)
@@ -268,7 +268,7 @@ def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
 
 
 def _seeds_text(sub: pd.DataFrame) -> str:
-    ns = sorted(set(int(n) for n in sub.n_seeds))
+    ns = sorted({int(n) for n in sub.n_seeds})
     return "/".join(map(str, ns))
 
 
@@ -308,8 +308,8 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
 
 
 def table1_markdown(t: pd.DataFrame) -> str:
-    lines = ["| Benchmark | Method | our best setting | test error (first 2 seeds) | paper's setting | "
-             "ours at paper's setting | settings tried / grid | edge of grid |",
+    lines = [("| Benchmark | Method | our best setting | test error (first 2 seeds) | paper's setting | "
+             "ours at paper's setting | settings tried / grid | edge of grid |"),
              "|---|---|---|---|---|---|---|---|"]
     for _, r in t.iterrows():
         same = " (same)" if r.bold else ""

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import common, fidelity, figures, tables
+from analysis import common, fidelity, tables
 from analysis.__main__ import run as run_analysis
 from experiments import results
 
@@ -227,10 +227,10 @@ def test_reproduce_sh_help_and_unknown_target():
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "reproduce.sh"
-    ok = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    ok = subprocess.run(["bash", str(script), "--help"], check=False, capture_output=True, text=True)
     assert ok.returncode == 0
     for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "all"):
         assert f"  {target} " in ok.stdout
-    bad = subprocess.run(["bash", str(script), "no-such-target"], capture_output=True, text=True)
+    bad = subprocess.run(["bash", str(script), "no-such-target"], check=False, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown target 'no-such-target'" in bad.stderr
     assert bad.stderr.count("\n") == 1  # one clear error, no usage dump, no traceback
