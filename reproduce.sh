@@ -67,7 +67,7 @@ run_experiment() {  # run_experiment NAME [overrides...]
   [[ -n "${STORE:-}" ]] && store_arg=("store=$STORE")
   echo "[reproduce] $PY -m experiments.run experiment=$name ${store_arg[*]} $*"
   local t0=$SECONDS
-  "$PY" -m experiments.run "experiment=$name" "${store_arg[@]}" "$@"
+  "$PY" -m experiments.run "experiment=$name" ${store_arg[@]+"${store_arg[@]}"} "$@"
   echo "[reproduce] experiment=$name done in $((SECONDS - t0)) s"
 }
 
