@@ -102,9 +102,12 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def _legend(fig, handles: dict, ncol: int | None = None) -> None:
+    """One legend for the whole figure, below the panels, as many columns as the figure's width holds."""
     if handles:
-        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol or min(len(handles), 6),
-                   frameon=False, bbox_to_anchor=(0.5, -0.02), handletextpad=0.3, columnspacing=1.0)
+        fits = max(2, int(fig.get_figwidth() / 1.1))  # about 1.1 in per entry at 7 pt
+        fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+                   ncol=min(len(handles), ncol or fits, fits),
+                   frameon=False, bbox_to_anchor=(0.5, 0.0), handletextpad=0.3, columnspacing=1.0)
 
 
 # -- Fig. 3 and Supp. Figs. 4-5: train vs test --------------------------------------------------
@@ -174,7 +177,7 @@ def scatter_panels(inp: Inputs, benches: list[str], out: Path, stem: str, title:
         for ax in list(axes.flat)[len(benches):]:
             ax.axis("off")
         fig.suptitle(title, y=1.0)
-        fig.tight_layout(rect=(0, 0.07 if nrows == 1 else 0.04, 1, 0.97))
+        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
         _legend(fig, handles)
         return _save(fig, out, stem)
 
@@ -248,7 +251,7 @@ def supp_fig6_rates(inp: Inputs, out: Path) -> list[Path]:
             approx = "" if sub_all_original(inp, bench) else " (approx. data)"
             ax.set_title(f"{bench}{approx}")
         fig.suptitle("Supp. Fig. 6: min / max learning rate over time (median over seeds)", y=1.0)
-        fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
         _legend(fig, handles)
         return _save(fig, out, "supp_fig6_learning_rates")
 
@@ -328,7 +331,7 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
         for ax in list(axes.flat)[len(benches):]:
             ax.axis("off")
         fig.suptitle(title, y=1.0)
-        fig.tight_layout(rect=(0, 0.1 if nrows == 1 else 0.06, 1, 0.97))
+        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
         _legend(fig, handles, ncol=4)
         return _save(fig, out, stem)
 
