@@ -3,9 +3,9 @@
     python -m analysis [--store PATH] [--out results]
 
 Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv and the
-figures (results/figures/*.png|pdf), then calls the figure entry points of the other analysis modules
-when they exist: ``analysis.quadratic_figures.main(store, out)`` and ``analysis.heatmaps.main(store, out)``
-(the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
+figures (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
+(``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
+the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
 Exit status 1 when some part failed (the others are still written).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
 import time
@@ -21,8 +22,25 @@ from pathlib import Path
 from analysis import fidelity, figures, tables
 from analysis.common import log
 
-# modules of other issues, called as module.main(store: Path, out: Path) -> list[Path] | None
+# modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
 EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps")
+
+
+def call_external(mod, store: Path, out: Path) -> list[Path] | None:
+    """Draw another module's figures: ``draw_all(store, out)`` or ``main(store, out)``; a command-line
+    ``main(argv)`` is called as ``main(["--store", store, "--out", out])`` (docs/analysis.md)."""
+    if callable(getattr(mod, "draw_all", None)):
+        return mod.draw_all(store, out)
+    main = getattr(mod, "main", None)
+    if not callable(main):
+        raise TypeError(f"{mod.__name__} has neither draw_all(store, out) nor main(store, out)")
+    n_params = len(inspect.signature(main).parameters)
+    if n_params >= 2:
+        return main(store, out)
+    if n_params == 1:
+        main(["--store", str(store), "--out", str(out)])
+        return sorted(Path(out).glob("*.png"))  # a CLI main returns nothing; report what the folder holds
+    raise TypeError(f"{mod.__name__}.main takes no arguments: give it draw_all(store, out) (docs/analysis.md)")
 
 
 def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
@@ -65,8 +83,10 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
                 log.info("%s is not there: its figures are skipped", name)
             continue
         try:
-            more = mod.main(store, out / "figures")
+            more = call_external(mod, store, out / "figures")
             written += [Path(p) for p in (more or [])]
+        except FileNotFoundError as exc:  # its data is not in the store: a note, not a failure
+            log.info("%s skipped: %s", name, exc)
         except Exception:  # noqa: BLE001 - another issue's module must not stop ours; reported, exit 1
             log.exception("%s.main failed", name)
             failed.append(name)
@@ -83,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     written, failed = run(args.store, args.out)
     tables_ = sorted(p for p in written if p.parent == args.out)
     figs = sorted(p for p in written if p.suffix == ".png")
+    n_pdf = sum(p.suffix == ".pdf" for p in written)
     print(f"\nTables and summaries ({len(tables_)} files) in {args.out}/:")
     for p in tables_:
         print(f"  {p}")
-    print(f"Figures ({len(figs)} PNG, each with a PDF beside it) in {args.out / 'figures'}/:")
+    print(f"Figures ({len(figs)} PNG, {n_pdf} PDF beside them) in {args.out / 'figures'}/:")
     for p in figs:
         print(f"  {p}")
     if failed:

@@ -234,3 +234,39 @@ def test_reproduce_sh_help_and_unknown_target():
     bad = subprocess.run(["bash", str(script), "no-such-target"], check=False, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown target 'no-such-target'" in bad.stderr
     assert bad.stderr.count("\n") == 1  # one clear error, no usage dump, no traceback
+
+
+def test_other_modules_are_called_through_the_documented_entry_points(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import analysis.__main__ as entry
+
+    calls = {}
+
+    def draw_all(store, out):
+        calls["draw_all"] = (store, out)
+        return [out / "a.png"]
+
+    def cli_main(argv=None):
+        calls["cli"] = argv
+
+    def missing(store, out):
+        raise FileNotFoundError(store / "synthetic" / "x.npz")
+
+    def broken(store, out):
+        raise RuntimeError("bug")
+
+    fakes = {"fake_draw_all": {"draw_all": draw_all}, "fake_cli": {"main": cli_main},
+             "fake_missing": {"main": missing}, "fake_broken": {"main": broken}}
+    for name, attrs in fakes.items():
+        mod = types.ModuleType(f"analysis.{name}")
+        for k, v in attrs.items():
+            setattr(mod, k, v)
+        monkeypatch.setitem(sys.modules, f"analysis.{name}", mod)
+    monkeypatch.setattr(entry, "EXTERNAL", tuple(f"analysis.{n}" for n in fakes) + ("analysis.not_there",))
+    written, failed = entry.run(tmp_path / "empty-store", tmp_path / "out")
+    assert calls["draw_all"] == (tmp_path / "empty-store", tmp_path / "out" / "figures")
+    assert calls["cli"] == ["--store", str(tmp_path / "empty-store"), "--out", str(tmp_path / "out" / "figures")]
+    assert tmp_path / "out" / "figures" / "a.png" in written
+    assert failed == ["analysis.fake_broken"]  # missing data and an absent module are notes, a bug is a failure
