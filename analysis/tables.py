@@ -143,6 +143,9 @@ def table23_records(inp: Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame
             if paper_hp:
                 keep = recs[[common.matches(paper_hp, s) for s in recs.setting]]
                 source = "paper"
+                if keep.empty:
+                    log.info("%s %s: no records at the paper's Table 1 setting (%s); not in Tables 2/3", bench,
+                             method, common.setting_text(tuple(paper_hp.items())))
             else:  # the paper tuned no setting here (e.g. SMD on CIFAR): use our own Table 1 best
                 row = t1[(t1.benchmark == bench) & (t1.method == method)] if len(t1) else t1
                 if row.empty:
