@@ -25,6 +25,7 @@ Targets (expected wall time on this project's 2-core CPU machine; TODO(lead): fi
   figures    no runs: only the analysis (tables and figures from what the store holds)   TODO(lead)
   all        table1, table2, table3, fig2 and suite_1d, then the analysis                TODO(lead)
   setup      create .venv with the pinned torch and the project (python3 -m venv)        TODO(lead)
+  test       the test suite (pytest; creates .venv first when missing); extra args go to pytest
 
 Environment:
   PYTHON=path   the interpreter to use (default: .venv/bin/python; python3 if it already has the project's
@@ -84,15 +85,21 @@ case "$target" in
   -h|--help|help) usage; exit 0 ;;
   "") usage >&2; echo "error: no target given; choose one of the targets above." >&2; exit 2 ;;
   setup) setup; exit 0 ;;
+  test)
+    PY="$(find_python)"
+    "$PY" -c "import vsgd, hydra, pytest" 2>/dev/null || { setup; PY=.venv/bin/python; }
+    echo "[reproduce] $PY -m pytest $*"
+    WANDB_MODE=disabled exec "$PY" -m pytest "$@" ;;
   quick|table1|table2|table3|fig2|suite_1d|figures|all) ;;
-  *) echo "error: unknown target '$target'. Targets: quick table1 table2 table3 fig2 suite_1d figures all setup" \
+  *) echo "error: unknown target '$target'. Targets: quick table1 table2 table3 fig2 suite_1d figures all setup test" \
           "(see ./reproduce.sh --help)." >&2; exit 2 ;;
 esac
 
 PY="$(find_python)"
 start=$SECONDS
 case "$target" in
-  quick|table1|table2|table3|suite_1d) run_experiment "$target" "$@" ;;
+  quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;
+  table1|table2|table3|suite_1d) run_experiment "$target" "$@" ;;
   fig2) run_experiment fig2_nonstationary "$@" ;;
   figures) ;;
   all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done ;;
