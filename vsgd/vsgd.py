@@ -230,3 +230,144 @@ VSGD_L = _make_rule("vsgd_l", "element", "vSGD-l: one learning rate per paramete
 VSGD_B = _make_rule("vsgd_b", "block", "vSGD-b: vSGD-g within each parameter tensor (each W_k, each b_k).")
 VSGD_G = _make_rule("vsgd_g", "global", "vSGD-g: one global learning rate (eq. 8, App. B).")
 RULES = {"element": VSGD_L, "block": VSGD_B, "global": VSGD_G}
+
+
+# -- the torch.optim front-end ---------------------------------------------------------------------
+from typing import Any, Callable, Iterable  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from vsgd.bbprop import LOSSES, ActivationRecorder  # noqa: E402
+from vsgd.frontend import RuleOptimizer  # noqa: E402
+
+MODES = {"l": "element", "b": "block", "g": "global"}
+
+
+class VSGD(RuleOptimizer):
+    r"""vSGD (paper 1): SGD whose learning rates set themselves, one per element ("l"), per parameter
+    tensor ("b") or one for all ("g"). There is no learning rate to give.
+
+    Each step (Algorithm 1; the block and global variants pool the sums, eq. 8)::
+
+        g_bar <- (1 - 1/tau) g_bar + grad / tau                 # mean gradient
+        v_bar <- (1 - 1/tau) v_bar + grad^2 / tau               # mean squared gradient (l_bar pooled)
+        h_bar <- (1 - 1/tau) h_bar + |bbprop| / tau             # mean diagonal curvature
+        eta   = g_bar^2 / (h_bar v_bar)                          # eq. 7
+        tau   <- (1 - g_bar^2 / v_bar) tau + 1                  # adaptive memory, Sec. 4.2
+        theta <- theta - eta grad
+
+    The first ``n0`` steps only build the statistics (slow start, Sec. 4.4); v_bar starts C times too
+    large (C = max(1, d/10), d the number of parameters), which keeps the first steps small.
+
+    Curvature, one of:
+      * ``model=`` an ``nn.Sequential`` of Linear / Tanh / ReLU layers and ``loss=`` "cross_entropy"
+        (``F.cross_entropy``) or "mse" (``F.mse_loss``), both with mean reduction over the batch:
+        the optimizer hooks the model and runs bbprop on the last forward pass (the closure's);
+      * ``curvature_fn=`` a callable returning, after the closure ran, a non-negative diagonal
+        curvature estimate per parameter (a list in the optimizer's parameter order, or a dict).
+    If the loss contains an L2 penalty l2/2 ||theta||^2, pass ``l2=`` so its curvature is added.
+
+    Example (no learning rate anywhere)::
+
+        model = nn.Sequential(nn.Linear(784, 120), nn.Tanh(), nn.Linear(120, 10))
+        opt = VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy")
+        def closure():
+            opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); return loss
+        opt.step(closure)
+        opt.learning_rates()   # one tensor per parameter
+
+    Args:
+        mode: "l", "b" or "g".
+        blocks: for mode "b": "tensor" (every parameter tensor is a block, as the paper's per-layer
+            weight and bias blocks) or "group" (every param group is one block).
+        n0: slow-start samples (an int >= 1; the paper uses 0.001 x #train).
+        c: slow-start constant C; None = max(1, d/10), d counted over all param groups.
+        tau0, c_scales_h, move_during_init, eps, h_min: see :mod:`vsgd.vsgd` and docs/vsgd.md.
+
+    Warning: the rates assume one sample (or one minibatch) per step with a roughly quadratic loss
+    per sample; on non-smooth models (ReLU, sparse inputs) vSGD-l can take large steps. Paper 2's
+    ``VSGDfd`` is the more robust choice there.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        mode: str = "l",
+        *,
+        model: nn.Module | None = None,
+        loss: str | None = None,
+        curvature_fn: Callable[[], Any] | None = None,
+        l2: float = 0.0,
+        reduction: str = "mean",
+        blocks: str = "tensor",
+        n0: int = 10,
+        c: float | None = None,
+        tau0: float = 2.0,
+        c_scales_h: bool = False,
+        move_during_init: bool = False,
+        eps: float = 1e-16,
+        h_min: float = 0.0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"Invalid mode {mode!r}: use 'l' (per element), 'b' (per block) or 'g' (global).")
+        if blocks not in ("tensor", "group"):
+            raise ValueError(f"Invalid blocks {blocks!r}: use 'tensor' (each parameter tensor a block) or 'group'.")
+        if (model is None) == (curvature_fn is None):
+            raise ValueError("VSGD needs a curvature: pass model=<nn.Sequential> with loss='cross_entropy'|'mse' "
+                             "(bbprop), or curvature_fn=<callable> - exactly one of them.")
+        if model is not None and loss not in LOSSES:
+            raise ValueError(f"Invalid loss {loss!r}: with model=..., loss must be one of {LOSSES}.")
+        if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
+            raise ValueError(f"Invalid n0={n0!r}: an int >= 1 (the number of slow-start samples, e.g. 10).")
+        if c is not None and not c > 0:
+            raise ValueError(f"Invalid c={c!r}: C must be > 0, or None for max(1, d/10).")
+        if not l2 >= 0:
+            raise ValueError(f"Invalid l2={l2!r}: the L2 coefficient must be >= 0.")
+        params = list(params)
+        tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+        if c is None:
+            c = max(1.0, sum(p.numel() for p in tensors) / 10.0)  # Sec. 4.4: C = d/10
+        pooling = "global" if (mode == "b" and blocks == "group") else MODES[mode]
+        super().__init__(params, RULES[pooling], n0=n0, c=c, tau0=tau0, c_scales_h=float(c_scales_h),
+                         move_during_init=float(move_during_init), eps=eps, h_min=h_min)
+        self.mode, self.blocks = mode, blocks
+        self._loss, self._l2, self._reduction = loss, float(l2), reduction
+        self._curvature_fn = curvature_fn
+        self._recorder = None
+        if model is not None:
+            self._recorder = ActivationRecorder(model)
+            own = {id(p) for p in model.parameters()}
+            foreign = [i for i, p in enumerate(tensors) if id(p) not in own]
+            if foreign:
+                raise ValueError(f"parameter #{foreign[0]} given to VSGD is not a parameter of model=...: "
+                                 "bbprop gives curvature for the model's Linear layers only.")
+        self._curv: dict[int, torch.Tensor] | None = None
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        self._curv = None  # computed once per step, after the closure ran
+        return super().step(closure)
+
+    def _curvatures(self) -> dict[int, torch.Tensor]:
+        if self._curv is None:
+            if self._recorder is not None:
+                curv = self._recorder.curvature(self._loss, l2=self._l2, reduction=self._reduction)
+                self._curv = {id(p): c for p, c in curv.items()}
+            else:
+                out = self._curvature_fn()
+                if isinstance(out, dict):
+                    self._curv = {id(p): c for p, c in out.items()}
+                else:
+                    tensors = [p for g in self.param_groups for p in g["params"]]
+                    self._curv = {id(p): c for p, c in zip(tensors, out)}
+                if self._l2:
+                    self._curv = {k: c + self._l2 for k, c in self._curv.items()}
+        return self._curv
+
+    def _extras(self, group, params, closure):
+        extras = super()._extras(group, params, closure)
+        curv = self._curvatures()
+        try:
+            extras["curvature"] = [curv[id(p)].detach().reshape(p.shape).unsqueeze(0) for p in params]
+        except KeyError:
+            raise RuntimeError("curvature_fn returned no curvature for a parameter that has a gradient.") from None
+        return extras
