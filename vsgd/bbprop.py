@@ -14,10 +14,12 @@ activation derivatives, keeping only the diagonal:
 plus the L2 term's curvature lambda (``l2``) on every parameter the L2 term covers.
 
 Where it equals the exact Gauss-Newton (GGN) diagonal: a single ``Linear`` layer, with MSE or with
-cross-entropy, because each weight W_ji reaches the loss through the one output y_j only. Where it
-differs: with hidden layers (it drops the cross terms sum_{j != k} W_ji W_ki d2L/(da_j da_k) at each
-layer) and with cross-entropy behind a hidden layer (it drops the off-diagonal -p_j p_k of the
-softmax Hessian). The paper uses bbprop itself, so this is the faithful choice (tests/test_bbprop.py
+cross-entropy (each weight W_ji reaches the loss through the one output y_j only); and, with MSE
+(a diagonal output Hessian), a net with one hidden layer (a first-layer weight reaches the outputs
+through its one hidden unit). Where it differs: with two or more hidden layers (it drops the cross
+terms sum_{j != k} W_ji W_ki d2L/(da_j da_k) of the units a weight reaches) and with cross-entropy
+behind a hidden layer (it drops the off-diagonal -p_j p_k of the softmax Hessian); the last layer is
+always exact. The paper uses bbprop itself, so this is the faithful choice (tests/test_bbprop.py
 checks both statements against torch.func).
 
 This is the same math as the ensemble trainer's batched bbprop
