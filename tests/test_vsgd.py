@@ -333,3 +333,14 @@ def test_rates_are_the_step_taken():
     eta = opt.learning_rates()[0]
     torch.testing.assert_close(theta.detach(), old - eta * theta.grad, rtol=1e-12, atol=0)
     assert math.isfinite(float(eta.sum()))
+
+
+@pytest.mark.parametrize("name", ["vsgd_l", "vsgd_b", "vsgd_g"])
+def test_optimizer_configs_match_the_rules(name):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(f"conf/optimizer/{name}.yaml")
+    rule = get_rule(name)
+    assert cfg.name == name and rule.extras == ("curvature",)
+    assert set(cfg.hp) == set(rule.hyperparams)
+    assert {k: float(v) for k, v in cfg.hp.items()} == {k: p.default for k, p in rule.hyperparams.items()}
