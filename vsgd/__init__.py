@@ -4,5 +4,6 @@ __version__ = "0.1.0"
 
 from vsgd.core import REGISTRY, HyperParam, Rule, get_rule, register
 from vsgd.frontend import RuleOptimizer
+from vsgd.vsgd import VSGD  # registers the rules vsgd_l, vsgd_b, vsgd_g
 
-__all__ = ["REGISTRY", "HyperParam", "Rule", "RuleOptimizer", "get_rule", "register"]
+__all__ = ["REGISTRY", "HyperParam", "Rule", "RuleOptimizer", "VSGD", "get_rule", "register"]
