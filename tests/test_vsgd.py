@@ -342,5 +342,6 @@ def test_optimizer_configs_match_the_rules(name):
     cfg = OmegaConf.load(f"conf/optimizer/{name}.yaml")
     rule = get_rule(name)
     assert cfg.name == name and rule.extras == ("curvature",)
-    assert set(cfg.hp) == set(rule.hyperparams)
-    assert {k: float(v) for k, v in cfg.hp.items()} == {k: p.default for k, p in rule.hyperparams.items()}
+    hp = {k: v for k, v in cfg.items() if k != "name"}
+    assert set(hp) == set(rule.hyperparams)
+    assert {k: float(v) for k, v in hp.items()} == {k: p.default for k, p in rule.hyperparams.items()}
