@@ -127,19 +127,27 @@ def check_hp(name: str, hp: Mapping[str, Any]) -> dict[str, Any]:
     return dict(hp)
 
 
-def make_optimizers(name: str, params: Sequence[Tensor], hps: Sequence[Mapping[str, Any]]) -> list[tuple[list[int], torch.optim.Optimizer]]:
+def make_optimizers(
+    name: str, params: Sequence[Tensor], hps: Sequence[Mapping[str, Any]], *, per_member: bool | None = None
+) -> list[tuple[list[int], torch.optim.Optimizer]]:
     """Optimizers over K-stacked ``params``: a list of (member indices, optimizer).
 
     Per-member optimizers get views ``p[k]``; element-wise ones one instance per run of equal settings
-    over the slice ``p[a:b]`` (a view, so the stacked tensors are updated in place).
+    over the slice ``p[a:b]`` (a view, so the stacked tensors are updated in place). ``per_member=True``
+    forces one instance per member for any optimizer (to measure what stacking saves); ``False`` for an
+    optimizer that needs per-member instances is refused (it would pool statistics across members).
     """
     opt = get_optimizer(name)
+    if per_member is False and opt.needs_per_member:
+        raise ValueError(f"{name} pools statistics over all its parameters: it cannot be stacked across members; "
+                         "use per_member=None or True.")
+    per_member = opt.needs_per_member if per_member is None else per_member
     K = params[0].shape[0]
     if len(hps) != K:
         raise ValueError(f"{len(hps)} hyper-parameter settings for {K} members")
     hps = [check_hp(name, h) for h in hps]
     out: list[tuple[list[int], torch.optim.Optimizer]] = []
-    if opt.needs_per_member:
+    if per_member:
         for k in range(K):
             out.append(([k], opt.factory([p[k] for p in params], **hps[k])))
     else:
@@ -185,12 +193,14 @@ def train_torch_members(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     eval_subset: int = 10_000,
+    per_member: bool | None = None,
 ) -> list[MemberResult]:
     """Train ``members`` with a PyPI optimizer; one :class:`MemberResult` per member (input order).
 
     ``Member.hp`` holds constructor keyword arguments (empty = the package's defaults). A member whose
     parameters become non-finite is recorded as diverged at the check that found it (every
-    ``CHECK_EVERY`` steps, as in the trainer) and is not stepped again.
+    ``CHECK_EVERY`` steps, as in the trainer) and is not stepped again. ``per_member`` as in
+    :func:`make_optimizers` (None: the registry's choice).
     """
     start = time.perf_counter()
     opt_info = get_optimizer(optimizer_name)
@@ -204,7 +214,7 @@ def train_torch_members(
     mse = spec.loss == "mse"
 
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
-    groups = make_optimizers(optimizer_name, params, [m.hp for m in members])
+    groups = make_optimizers(optimizer_name, params, [m.hp for m in members], per_member=per_member)
     order_gens = [torch.Generator().manual_seed(int(m.seed) + ORDER_SEED_OFFSET) for m in members]
 
     total_steps = int(round(N * epochs))
@@ -224,7 +234,7 @@ def train_torch_members(
         te = sub_te if not last else slice(None)
         tr_err, tr_loss = model.evaluate(params, x_train[tr], y_train[tr])
         te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
-        rates = {idx[0]: effective_rate(o) for idx, o in groups} if opt_info.needs_per_member else {}
+        rates = {idx[0]: effective_rate(o) for idx, o in groups if len(idx) == 1}
         for k in range(K):
             if not alive[k]:
                 continue
@@ -250,7 +260,7 @@ def train_torch_members(
         _, grads, _ = model.loss_and_grads(params, x, target)
         set_grads(groups, params, grads)
         for members_idx, o in groups:
-            if opt_info.needs_per_member and not alive[members_idx[0]]:
+            if len(members_idx) == 1 and not alive[members_idx[0]]:
                 continue
             o.step()
         step += 1
