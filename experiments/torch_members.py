@@ -172,6 +172,19 @@ def set_grads(groups, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None
             p.grad = g[a] if p.dim() == g.dim() - 1 else g[a:b]
 
 
+def guarded_step(o: torch.optim.Optimizer) -> bool:
+    """``o.step()``; False (and no step) when it raises on a member whose parameters or gradients are
+    no longer finite (DoG asserts ``G > 0``, which fails on NaN), else the error propagates."""
+    try:
+        o.step()
+        return True
+    except (AssertionError, RuntimeError, ValueError, ZeroDivisionError):
+        ps = o.param_groups[0]["params"]
+        if all(bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all())) for p in ps):
+            raise
+        return False
+
+
 def effective_rate(o: torch.optim.Optimizer) -> float | None:
     """The global step size a per-member optimizer uses now, where it has one (for the curves)."""
     g = o.param_groups[0]
@@ -260,9 +273,13 @@ def train_torch_members(
         _, grads, _ = model.loss_and_grads(params, x, target)
         set_grads(groups, params, grads)
         for members_idx, o in groups:
-            if len(members_idx) == 1 and not alive[members_idx[0]]:
-                continue
-            o.step()
+            if len(members_idx) == 1:
+                k = members_idx[0]
+                if alive[k] and not guarded_step(o):  # the optimizer refused a non-finite member
+                    alive[k] = False
+                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step + 1)
+            else:
+                o.step()
         step += 1
 
         if step % CHECK_EVERY == 0 or step == total_steps:
