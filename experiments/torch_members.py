@@ -172,15 +172,20 @@ def set_grads(groups, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None
             p.grad = g[a] if p.dim() == g.dim() - 1 else g[a:b]
 
 
-def guarded_step(o: torch.optim.Optimizer) -> bool:
+def guarded_step(o: torch.optim.Optimizer, *, any_error: bool = False) -> bool:
     """``o.step()``; False (and no step) when it raises on a member whose parameters or gradients are
-    no longer finite (DoG asserts ``G > 0``, which fails on NaN), else the error propagates."""
+    no longer finite (DoG asserts ``G > 0``, which fails on NaN), else the error propagates.
+
+    ``any_error=True`` also turns an error on finite values into False (the unit suite counts it as a
+    failure of that run: DAdaptSGD divides by the first gradient's norm and raises ZeroDivisionError
+    when that gradient is exactly 0, e.g. under mask-out noise)."""
     try:
         o.step()
         return True
     except (AssertionError, RuntimeError, ValueError, ZeroDivisionError):
         ps = o.param_groups[0]["params"]
-        if all(bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all())) for p in ps):
+        finite = all(bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all())) for p in ps)
+        if finite and not any_error:
             raise
         return False
 
