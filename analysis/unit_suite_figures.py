@@ -22,11 +22,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
 
-from experiments import unit_suite  # noqa: E402
+from experiments import unit_suite
 
 CMAP = plt.get_cmap("RdBu")  # red = worse than the start, white = the start, blue = better
 CELL_H = 24  # pixels per square (runs are resampled to this height)

@@ -38,6 +38,32 @@ def time_steps(step, steps, warmup, device) -> float:
     return time.perf_counter() - t0
 
 
+def make_step(model, spec, name, path, force, K, x, y, device):
+    """One training step of K members on (x, y): the rule path of experiments.trainer or the torch path."""
+    params = glorot_init(spec, range(K), device=device)
+    if path == "rule":
+        rule = get_rule("sgd")
+        hp = {"eta0": torch.full((K,), 1e-3, device=device), "gamma": torch.zeros(K, device=device)}
+        state = [rule.init(params, hp)]
+
+        def step():
+            _, grads, _ = model.loss_and_grads(params, x, y)
+            updates, state[0] = rule.update(grads, state[0], params, hp, {"batch_size": 1})
+            for p, u in zip(params, updates):
+                p.add_(u)
+
+        return step
+    groups = make_optimizers(name, params, [{}] * K, per_member=force)
+
+    def step():
+        _, grads, _ = model.loss_and_grads(params, x, y)
+        set_grads(groups, params, grads)
+        for _, o in groups:
+            o.step()
+
+    return step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[784, 120, 10], help="M1 by default")
@@ -64,25 +90,7 @@ def main() -> None:
             if not opt.needs_per_member and K > 1:
                 rows.append((name, "per-member", True))
         for name, path, force in rows:
-            params = glorot_init(spec, range(K), device=args.device)
-            if path == "rule":
-                rule = get_rule("sgd")
-                hp = {"eta0": torch.full((K,), 1e-3, device=args.device), "gamma": torch.zeros(K, device=args.device)}
-                state = [rule.init(params, hp)]
-
-                def step():
-                    _, grads, _ = model.loss_and_grads(params, x, y)
-                    updates, state[0] = rule.update(grads, state[0], params, hp, {"batch_size": 1})
-                    for p, u in zip(params, updates):
-                        p.add_(u)
-            else:
-                groups = make_optimizers(name, params, [{}] * K, per_member=force)
-
-                def step():
-                    _, grads, _ = model.loss_and_grads(params, x, y)
-                    set_grads(groups, params, grads)
-                    for _, o in groups:
-                        o.step()
+            step = make_step(model, spec, name, path, force, K, x, y, args.device)
             sec = time_steps(step, args.steps, args.warmup, args.device)
             print(f"{name:22s} {path:11s} {K:4d} {K * args.steps / sec:10.0f} {1e3 * sec / args.steps:8.2f}", flush=True)
 

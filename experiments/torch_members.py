@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -60,7 +59,7 @@ class TorchOptimizer(NamedTuple):
 
 def _lazy(spec: str) -> Callable[..., torch.optim.Optimizer]:
     """A factory that imports ``module:Class`` on first use (the packages are an optional extra)."""
-    module, name = spec.split(":")
+    name = spec.split(":")[1]
 
     def factory(params, **hp):
         return _resolve(spec)(params, **hp)

@@ -46,9 +46,10 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -199,7 +200,7 @@ class Problem:
         self.runs, self.steps, self.dtype = runs, steps, dtype
         C, R = len(self.cases), runs
         self.K = C * R
-        rep = lambda v: torch.tensor(v, dtype=dtype).repeat_interleave(R)  # noqa: E731
+        rep = lambda v: torch.tensor(v, dtype=dtype).repeat_interleave(R)
         self.A = rep([c.scale for c in self.cases])
         self.noise = {n: rep([c.noise == n for c in self.cases]).bool() for n in NOISES}
         self.ns = {n: rep([c.nonstationary == n for c in self.cases]).bool() for n in NONSTATIONARY}
@@ -305,8 +306,8 @@ def checkpoints(steps: int) -> list[int]:
 # -- running one optimizer ----------------------------------------------------------------------------
 def available_optimizers() -> list[tuple[str, str]]:
     """(kind, name) of every optimizer in the harness now: registered pure rules, then the PyPI ones."""
-    from vsgd.core import REGISTRY, _load_all
     from experiments import torch_members
+    from vsgd.core import REGISTRY, _load_all
 
     _load_all()
     out = [("rule", n) for n in sorted(REGISTRY)]
@@ -465,7 +466,7 @@ def summary(res: SuiteResult, *, improve_threshold: float = 0.1, unstable_fracti
 
 def markdown(table: pd.DataFrame) -> str:
     """A GitHub Markdown table (floats to 2 decimals), without the optional ``tabulate`` dependency."""
-    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
