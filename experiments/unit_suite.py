@@ -219,9 +219,11 @@ class Problem:
     def scale_at(self, t: float) -> Tensor:
         return self.A * torch.where(self.ns["scale"], torch.tensor(ramp(t, self.steps), dtype=self.dtype), torch.ones_like(self.A))
 
-    def offset_at(self, t: float) -> Tensor:  # the optimum moves along the diagonal by 2 x0 over the run
+    def offset_at(self, t: float) -> Tensor:
+        # the optimum moves away from the start along the diagonal, by 2 ||x0|| over the run (away, so that
+        # "not having moved", the gain's reference, never sits on the optimum)
         dist = 2.0 * t / self.steps * self.x0.norm(dim=1)
-        return torch.where(self.ns["offset"], dist, torch.zeros_like(dist))[:, None] * self.offset_dir
+        return -torch.where(self.ns["offset"], dist, torch.zeros_like(dist))[:, None] * self.offset_dir
 
     def function(self, x: Tensor, t: float) -> Tensor:
         """Noise-free F(x - o_t) per member, [K, D] -> [K] (without the scale)."""
