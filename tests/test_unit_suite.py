@@ -105,3 +105,21 @@ def test_suite_summary_and_figures(tmp_path):
 def test_unknown_optimizer_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown or unavailable optimizer.*'nope'"):
         us.run_suite(steps=2, runs=1, optimizers=["nope"])
+
+
+def test_hydra_entry_composes_and_writes_to_the_store(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from experiments.data import PROJECT_ROOT
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "+experiment=unit_suite", f"store={tmp_path}", "unit_suite.steps=4", "unit_suite.runs=2",
+            "unit_suite.optimizers=[sgd]", "unit_suite.scales=[1.0]", "unit_suite.noises=[none]",
+            "unit_suite.multivariate=false", "unit_suite.figures=false"])
+    assert cfg.entry == "experiments.unit_suite:run"
+    module, fn = cfg.entry.split(":")
+    table = getattr(__import__(module, fromlist=[fn]), fn)(cfg)
+    assert list(table.optimizer) == ["sgd"] and table.cases.iloc[0] == len(us.PROTOTYPES)
+    assert (tmp_path / "synthetic" / "unit_suite.npz").exists()
+    assert (tmp_path / "synthetic" / "unit_suite_summary.md").exists()
