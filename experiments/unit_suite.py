@@ -436,6 +436,29 @@ def run_suite(
     return SuiteResult([n for _, n in avail], [k for k, _ in avail], all_cases, ckpts, gain, secs)
 
 
+def case_outcomes(res: SuiteResult, *, improve_threshold: float = 0.1, unstable_fraction: float = 0.25) -> pd.DataFrame:
+    """One row per (optimizer, case): median final gain, improved, unstable (the summary's definitions)."""
+    rows = []
+    for o, name in enumerate(res.optimizers):
+        for c, case in enumerate(res.cases):
+            v = res.gain[o, c, :, -1]
+            v = v[~np.isnan(v)]
+            bad = (~np.isfinite(v)) | (v <= -1.0)
+            med = float(np.median(np.where(np.isfinite(v), v, -np.inf)))
+            rows.append({"optimizer": name, **asdict(case), "median_gain": med,
+                         "improved": med > improve_threshold, "unstable": bool(bad.mean() >= unstable_fraction)})
+    return pd.DataFrame(rows)
+
+
+def by_prototype(res: SuiteResult, **kw) -> pd.DataFrame:
+    """Fraction of a prototype's 1-D cases (noises x scales) improved / unstable, per optimizer: 'I/U' strings."""
+    df = case_outcomes(res, **kw)
+    df = df[df.composition == ""]
+    g = df.groupby(["optimizer", "prototype"], sort=False)[["improved", "unstable"]].mean()
+    cell = (g.improved.map("{:.2f}".format) + "/" + g.unstable.map("{:.2f}".format)).unstack("prototype")
+    return cell.loc[res.optimizers, [p for p in PROTOTYPES if p in cell.columns]].reset_index()
+
+
 def summary(res: SuiteResult, *, improve_threshold: float = 0.1, unstable_fraction: float = 0.25) -> pd.DataFrame:
     """Per optimizer: fraction of cases improved / unstable (1-D, multivariate and all)."""
     rows = []
@@ -486,6 +509,8 @@ def save(res: SuiteResult, folder: Path, name: str = "unit_suite", **summary_kw)
     table.to_csv(csv, index=False)
     md = folder / f"{name}_summary.md"
     md.write_text(markdown(table))
+    case_outcomes(res, **summary_kw).to_csv(folder / f"{name}_cases.csv", index=False)
+    by_prototype(res, **summary_kw).to_csv(folder / f"{name}_by_prototype.csv", index=False)
     return {"npz": npz, "csv": csv, "md": md}
 
 
