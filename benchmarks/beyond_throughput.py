@@ -7,7 +7,8 @@ For each optimizer it times the training step of experiments.torch_members (one 
 ``loss_and_grads`` of the K members, then the optimizer step(s)) on random inputs, for the path the
 registry chooses and, for the element-wise optimizers, also for one instance per member (what
 stacking saves). The reference row `sgd (rule)` is the same step with the project's pure SGD rule,
-i.e. what experiments.trainer does. Reports member-updates/s = K x steps / seconds.
+i.e. what experiments.trainer does. Reports member-updates/s = K x steps / seconds, by wall clock and
+by the process's CPU time (the better measure on a shared machine with --threads 1).
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(step, steps, warmup, device) -> float:
+def time_steps(step, steps, warmup, device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for ``steps`` steps after ``warmup`` steps.
+
+    On a shared CPU the wall time depends on the other load; with one thread, the process's CPU time
+    is close to what the wall time would be on an idle core, so both are reported."""
     for _ in range(warmup):
         step()
     sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def make_step(model, spec, name, path, force, K, x, y, device):
@@ -79,7 +84,7 @@ def main() -> None:
     model = EnsembleMLP(spec)
     g = torch.Generator().manual_seed(0)
     print(f"device={args.device} threads={torch.get_num_threads()} layers={args.layers} steps={args.steps}")
-    print(f"{'optimizer':22s} {'path':11s} {'K':>4s} {'updates/s':>10s} {'ms/step':>8s}")
+    print(f"{'optimizer':22s} {'path':11s} {'K':>4s} {'updates/s':>10s} {'ms/step':>8s} {'upd/s(cpu)':>10s} {'ms(cpu)':>8s}")
     for K in args.members:
         x = torch.randn(K, args.layers[0], generator=g).to(args.device)
         y = torch.randint(0, args.layers[-1], (K,), generator=g).to(args.device)
@@ -91,8 +96,9 @@ def main() -> None:
                 rows.append((name, "per-member", True))
         for name, path, force in rows:
             step = make_step(model, spec, name, path, force, K, x, y, args.device)
-            sec = time_steps(step, args.steps, args.warmup, args.device)
-            print(f"{name:22s} {path:11s} {K:4d} {K * args.steps / sec:10.0f} {1e3 * sec / args.steps:8.2f}", flush=True)
+            sec, cpu = time_steps(step, args.steps, args.warmup, args.device)
+            print(f"{name:22s} {path:11s} {K:4d} {K * args.steps / sec:10.0f} {1e3 * sec / args.steps:8.2f} "
+                  f"{K * args.steps / cpu:10.0f} {1e3 * cpu / args.steps:8.2f}", flush=True)
 
 
 if __name__ == "__main__":
