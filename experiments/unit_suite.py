@@ -37,7 +37,7 @@ A run whose iterate becomes non-finite has gain -inf from then on.
 (0.1: the loss is at least 21 % lower) and *unstable* when at least a quarter of its runs end non-finite
 or 10x worse than the start (final gain <= -1). The table gives, per optimizer, the fractions of cases.
 
-    python -m experiments.run +experiment=unit_suite                # writes <store>/synthetic/unit_suite.*
+    python -m experiments.run experiment=unit_suite                # writes <store>/synthetic/unit_suite.*
     python -m experiments.unit_suite --steps 256 --runs 8           # the same without Hydra
 """
 
