@@ -124,7 +124,8 @@ def test_hydra_entry_composes_and_writes_to_the_store(tmp_path):
             "unit_suite.multivariate=false", "unit_suite.figures=false"])
     assert cfg.entry == "experiments.unit_suite:run"
     module, fn = cfg.entry.split(":")
-    table = getattr(__import__(module, fromlist=[fn]), fn)(cfg)
+    out = getattr(__import__(module, fromlist=[fn]), fn)(cfg)
+    table = out["summary"]
     assert list(table.optimizer) == ["sgd"] and table.cases.iloc[0] == len(us.PROTOTYPES)
     assert (tmp_path / "synthetic" / "unit_suite.npz").exists()
     assert (tmp_path / "synthetic" / "unit_suite_summary.md").exists()
