@@ -109,10 +109,9 @@ def test_unknown_optimizer_is_a_clear_error():
 
 def test_hydra_entry_composes_and_writes_to_the_store(tmp_path):
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     from experiments.data import PROJECT_ROOT
-
-    from omegaconf import OmegaConf
 
     # `experiment=` when conf/config.yaml lists `experiment: null` among its defaults, else `+experiment=`
     defaults = OmegaConf.load(PROJECT_ROOT / "conf" / "config.yaml").get("defaults", [])
