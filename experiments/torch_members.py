@@ -234,7 +234,7 @@ def train_torch_members(
     groups = make_optimizers(optimizer_name, params, [m.hp for m in members], per_member=per_member)
     order_gens = [torch.Generator().manual_seed(int(m.seed) + ORDER_SEED_OFFSET) for m in members]
 
-    total_steps = int(round(N * epochs))
+    total_steps = round(N * epochs)  # as experiments.trainer (round of a float is an int)
     checkpoints = set(checkpoint_steps(N, epochs))
     curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
     final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}

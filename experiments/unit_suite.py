@@ -37,7 +37,7 @@ A run whose iterate becomes non-finite has gain -inf from then on.
 (0.1: the loss is at least 21 % lower) and *unstable* when at least a quarter of its runs end non-finite
 or 10x worse than the start (final gain <= -1). The table gives, per optimizer, the fractions of cases.
 
-    python -m experiments.run +experiment=unit_suite                # writes <store>/synthetic/unit_suite.*
+    python -m experiments.run experiment=unit_suite                # writes <store>/synthetic/unit_suite.*
     python -m experiments.unit_suite --steps 256 --runs 8           # the same without Hydra
 """
 
@@ -524,8 +524,11 @@ def load(path: Path) -> SuiteResult:
                        list(map(int, z["checkpoints"])), z["gain"], list(map(float, z["seconds"])))
 
 
-def run(cfg) -> pd.DataFrame:
-    """Hydra entry (``conf/experiment/unit_suite.yaml``): run, save under <store>/synthetic/, draw the figures."""
+def run(cfg) -> dict[str, Any]:
+    """Hydra entry (``conf/experiment/unit_suite.yaml``): run, save under <store>/synthetic/, draw the figures.
+
+    Returns ``{"npz", "csv", "md": paths, "summary": DataFrame}`` (a dict, not a DataFrame, so that
+    experiments.run does not print it as a table of benchmark rows; the summary is printed here)."""
     from experiments.results import DEFAULT_STORE
 
     u = cfg.unit_suite
@@ -543,7 +546,7 @@ def run(cfg) -> pd.DataFrame:
         unit_suite_figures.draw_all(paths["npz"], Path(u.get("figure_dir") or store / "synthetic" / "figures"))
     table = pd.read_csv(paths["csv"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return table
+    return {**paths, "summary": table}
 
 
 def main() -> None:

@@ -109,17 +109,22 @@ def test_unknown_optimizer_is_a_clear_error():
 
 def test_hydra_entry_composes_and_writes_to_the_store(tmp_path):
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
     from experiments.data import PROJECT_ROOT
 
+    # `experiment=` when conf/config.yaml lists `experiment: null` among its defaults, else `+experiment=`
+    defaults = OmegaConf.load(PROJECT_ROOT / "conf" / "config.yaml").get("defaults", [])
+    listed = any(isinstance(d, dict) and "experiment" in d for d in OmegaConf.to_container(defaults))
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
-            "+experiment=unit_suite", f"store={tmp_path}", "unit_suite.steps=4", "unit_suite.runs=2",
+            ("" if listed else "+") + "experiment=unit_suite", f"store={tmp_path}", "unit_suite.steps=4", "unit_suite.runs=2",
             "unit_suite.optimizers=[sgd]", "unit_suite.scales=[1.0]", "unit_suite.noises=[none]",
             "unit_suite.multivariate=false", "unit_suite.figures=false"])
     assert cfg.entry == "experiments.unit_suite:run"
     module, fn = cfg.entry.split(":")
-    table = getattr(__import__(module, fromlist=[fn]), fn)(cfg)
+    out = getattr(__import__(module, fromlist=[fn]), fn)(cfg)
+    table = out["summary"]
     assert list(table.optimizer) == ["sgd"] and table.cases.iloc[0] == len(us.PROTOTYPES)
     assert (tmp_path / "synthetic" / "unit_suite.npz").exists()
     assert (tmp_path / "synthetic" / "unit_suite_summary.md").exists()
