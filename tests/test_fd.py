@@ -13,7 +13,15 @@ import vsgd
 from vsgd.core import get_rule
 from vsgd.fd import RULE, _rate, orthogonal_reweighting
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """These tests compare against float64 references; restore the default afterwards (other files need it)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 DT = torch.float64
 
 
