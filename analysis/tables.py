@@ -263,19 +263,19 @@ def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
             r = sub.loc[m]
             cell = f"{_num(r['mean'])} ± {_num(r['std'])}"
             cell = f"**{cell}**" if r.bold else cell
-            ours.append(cell + _approx_mark(r.data_original) + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
+            ours.append(cell + _approx_mark(r.data_original) + _epochs_text(r.epochs)
+                        + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
             paper.append(f"{_num(r.paper)} ({_signed(r['diff'])})" if np.isfinite(r.paper) else "–")
-        lines.append(f"| {bench} ours (n={_seeds_text(sub)}{_epochs_text(sub)}) | " + " | ".join(ours) + " |")
+        lines.append(f"| {bench} ours (n={_seeds_text(sub)}) | " + " | ".join(ours) + " |")
         lines.append(f"| {bench} paper (diff) | " + " | ".join(paper) + " |")
     settings = [_settings_of(t, m) for m in methods]
     lines.append("| #settings | " + " | ".join(settings) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _epochs_text(sub: pd.DataFrame) -> str:
-    """", after 0.2 epochs" when a row was not trained for the paper's 6 epochs (a probe or quick run)."""
-    eps = sorted({float(e) for e in sub.epochs if pd.notna(e)})
-    return "" if eps == [PAPER_EPOCHS] or not eps else ", " + "/".join(f"{e:g}" for e in eps) + " epochs"
+def _epochs_text(epochs: float) -> str:
+    """" (0.2 ep.)" for a cell not trained for the paper's 6 epochs (a probe or quick run), else ""."""
+    return "" if pd.isna(epochs) or float(epochs) == PAPER_EPOCHS else f" ({float(epochs):g} ep.)"
 
 
 def _seeds_text(sub: pd.DataFrame) -> str:
@@ -306,9 +306,9 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
             r = sub.loc[m]
             cell = f"{_num(r['mean'])} \\pm {_num(r['std'])}"
             cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
-            ours.append(cell + ("$^\\dagger$" if not r.data_original else ""))
+            ours.append(cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_epochs_text(r.epochs)))
             paper.append(rf"{{\scriptsize {_num(r.paper)} ({_signed(r['diff'])})}}" if np.isfinite(r.paper) else "")
-        lines.append(f"{bench}{_epochs_text(sub)} & " + " & ".join(ours) + r" \\")
+        lines.append(f"{bench} & " + " & ".join(ours) + r" \\")
         lines.append(r"{\scriptsize paper} & " + " & ".join(paper) + r" \\")
     lines += [r"\midrule", r"\#settings & " + " & ".join(_tex(_settings_of(t, m)) for m in methods) + r" \\",
               r"\bottomrule", r"\end{tabular}"]
@@ -324,7 +324,7 @@ def table1_markdown(t: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for _, r in t.iterrows():
         same = " (same)" if r.bold else ""
-        lines.append(f"| {r.benchmark}{_epochs_text(pd.DataFrame([r]))} | {label(r.method)} | {r.setting} | {_num(r['mean'])} ± {_num(r['std'])}"
+        lines.append(f"| {r.benchmark}{_epochs_text(r.epochs)} | {label(r.method)} | {r.setting} | {_num(r['mean'])} ± {_num(r['std'])}"
                      f"{_approx_mark(r.data_original)} | {r.paper or '–'}{same} | {_num(r.paper_setting_mean)} | "
                      f"{r.n_settings_tried} / {r.grid_size} ({r.grid_source}) | {r.edge or ''} |")
     return "\n".join(lines) + "\n"
