@@ -83,9 +83,8 @@ def setting_means(inp: Inputs) -> pd.DataFrame:
     out = g.agg(train=("train_error", "mean"), test=("test_error", "mean"), n=("seed", "size"),
                 diverged=("diverged", "mean")).reset_index()
     t1 = table1(inp)
-    best = {(r.benchmark, r.method): r.setting for _, r in t1.iterrows()}
-    out["best"] = [best.get((b, m)) == common.setting_text(s) for b, m, s in zip(out.benchmark, out.optimizer,
-                                                                                 out.setting)]
+    best = {(r.benchmark, r.method): r.setting_key for _, r in t1.iterrows()}
+    out["best"] = [best.get((b, m)) == s for b, m, s in zip(out.benchmark, out.optimizer, out.setting)]
     out["tuned"] = [inp.tuned(m) for m in out.optimizer]
     for name in ("eta0", "gamma"):
         out[name] = [dict(s).get(name, np.nan) for s in out.setting]

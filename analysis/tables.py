@@ -111,8 +111,13 @@ def table1(inp: Inputs, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame
             flags += [f"{f} (of tried)" for f in edge_flags(best.setting, tried)
                       if f.split()[0] not in flagged and len(tried[f.split()[0]]) < len(grid.get(f.split()[0], []))]
             paper_hp = inp.table1.get((bench, method))
+            # the tuned hyper-parameters: in the grid, in the paper's row, or varied in the store
+            shown = (set(grid) if source == "conf/grid" else set()) | set(paper_hp or {}) | {
+                k for k, v in tried.items() if len(v) > 1}
             at_paper = scores[[common.matches(paper_hp, s) for s in scores.setting]] if paper_hp else scores.iloc[:0]
-            row = {"benchmark": bench, "method": method, "setting": common.setting_text(best.setting),
+            row = {"benchmark": bench, "method": method,
+                   "setting": common.setting_text(tuple((k, v) for k, v in best.setting if k in shown)),
+                   "setting_key": best.setting,  # the full key (every hp), for the other tables and figures
                    "mean": best["mean"], "std": best["std"], "n_seeds": int(best["n_seeds"]),
                    "train_mean": best["train_mean"],
                    "paper": common.setting_text(tuple(paper_hp.items())) if paper_hp else "",
@@ -150,8 +155,7 @@ def table23_records(inp: Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame
                 row = t1[(t1.benchmark == bench) & (t1.method == method)] if len(t1) else t1
                 if row.empty:
                     continue
-                best = [k for k in recs.setting.unique() if common.setting_text(k) == row.setting.iloc[0]]
-                keep = recs[recs.setting.isin(best)]
+                keep = recs[recs.setting == row.setting_key.iloc[0]]
                 source = "ours"
         else:
             counts = recs.groupby("setting", sort=False).size()
@@ -374,7 +378,7 @@ def write_all(inp: Inputs, out: Path) -> list[Path]:
 
 def _write(stem: Path, t: pd.DataFrame, md: str, tex: str) -> list[Path]:
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
-    t.to_csv(paths[0], index=False)
+    t.drop(columns=["setting_key"], errors="ignore").to_csv(paths[0], index=False)
     paths[1].write_text(md)
     paths[2].write_text(tex)
     return paths
