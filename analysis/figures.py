@@ -244,11 +244,13 @@ def supp_fig6_rates(inp: Inputs, out: Path) -> list[Path]:
                 handles.setdefault(label(method), h)
             ax.set_xscale("log")
             ax.set_yscale("log")
-            _log_axis(ax.xaxis, subs=(1,))
+            _log_axis(ax.xaxis)
             ax.set_xlabel("epoch")
             ax.set_ylabel("learning rate (solid: max, dashed: min)")
             approx = "" if sub_all_original(inp, bench) else " (approx. data)"
             ax.set_title(f"{bench}{approx}")
+        order = [label(m) for m in common.method_order({m for d in panels.values() for m in d})]
+        handles = {k: handles[k] for k in order if k in handles}
         fig.suptitle("Supp. Fig. 6: min / max learning rate over time (median over seeds)", y=1.0)
         fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
         _legend(fig, handles)
