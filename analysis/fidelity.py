@@ -61,7 +61,7 @@ def rankings(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
                 continue
             ours = list(both.sort_values("mean", kind="stable").method)
             paper = list(both.sort_values("paper", kind="stable").method)
-            tau = stats.kendalltau(both["mean"], both.paper).statistic if len(both) > 2 else np.nan
+            tau = stats.kendalltau(both["mean"], both.paper).statistic
             rows.append({"table": number, "benchmark": bench, "ours": " < ".join(map(label, ours)),
                          "paper": " < ".join(map(label, paper)), "same_order": ours == paper,
                          "same_best": ours[0] == paper[0], "kendall_tau": float(tau), "n_methods": len(both),
@@ -83,7 +83,7 @@ def write_all(tables: dict[int, pd.DataFrame], out: Path) -> list[Path]:
     lines = [f"# Fidelity: the paper's value against our {int(LEVEL * 100)}% t-interval", "",
              (f"{int(testable.paper_in_ci.sum())} of {len(testable)} testable cells hold the paper's value inside "
              f"our interval ({int((c.verdict == 'untestable').sum())} untestable: fewer than 2 seeds or diverged). "
-             "† = approximate CIFAR copy (not expected to match exactly)."), "",
+             "† = data files not the originals (the approximate CIFAR copy): not expected to match exactly."), "",
              "| Table | Benchmark | Method | ours (mean) | 99% CI | paper | verdict |", "|---|---|---|---|---|---|---|"]
     for _, x in c.iterrows():
         ci = f"[{x.ci_low:.2f}, {x.ci_high:.2f}]" if np.isfinite(x.ci_low) else "–"

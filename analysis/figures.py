@@ -83,9 +83,8 @@ def setting_means(inp: Inputs) -> pd.DataFrame:
     out = g.agg(train=("train_error", "mean"), test=("test_error", "mean"), n=("seed", "size"),
                 diverged=("diverged", "mean")).reset_index()
     t1 = table1(inp)
-    best = {(r.benchmark, r.method): r.setting for _, r in t1.iterrows()}
-    out["best"] = [best.get((b, m)) == common.setting_text(s) for b, m, s in zip(out.benchmark, out.optimizer,
-                                                                                 out.setting)]
+    best = {(r.benchmark, r.method): r.setting_key for _, r in t1.iterrows()}
+    out["best"] = [best.get((b, m)) == s for b, m, s in zip(out.benchmark, out.optimizer, out.setting)]
     out["tuned"] = [inp.tuned(m) for m in out.optimizer]
     for name in ("eta0", "gamma"):
         out[name] = [dict(s).get(name, np.nan) for s in out.setting]
@@ -245,11 +244,13 @@ def supp_fig6_rates(inp: Inputs, out: Path) -> list[Path]:
                 handles.setdefault(label(method), h)
             ax.set_xscale("log")
             ax.set_yscale("log")
-            _log_axis(ax.xaxis, subs=(1,))
+            _log_axis(ax.xaxis)
             ax.set_xlabel("epoch")
             ax.set_ylabel("learning rate (solid: max, dashed: min)")
             approx = "" if sub_all_original(inp, bench) else " (approx. data)"
             ax.set_title(f"{bench}{approx}")
+        order = [label(m) for m in common.method_order({m for d in panels.values() for m in d})]
+        handles = {k: handles[k] for k in order if k in handles}
         fig.suptitle("Supp. Fig. 6: min / max learning rate over time (median over seeds)", y=1.0)
         fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
         _legend(fig, handles)

@@ -111,8 +111,13 @@ def table1(inp: Inputs, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame
             flags += [f"{f} (of tried)" for f in edge_flags(best.setting, tried)
                       if f.split()[0] not in flagged and len(tried[f.split()[0]]) < len(grid.get(f.split()[0], []))]
             paper_hp = inp.table1.get((bench, method))
+            # the tuned hyper-parameters: in the grid, in the paper's row, or varied in the store
+            shown = (set(grid) if source == "conf/grid" else set()) | set(paper_hp or {}) | {
+                k for k, v in tried.items() if len(v) > 1}
             at_paper = scores[[common.matches(paper_hp, s) for s in scores.setting]] if paper_hp else scores.iloc[:0]
-            row = {"benchmark": bench, "method": method, "setting": common.setting_text(best.setting),
+            row = {"benchmark": bench, "method": method,
+                   "setting": common.setting_text(tuple((k, v) for k, v in best.setting if k in shown)),
+                   "setting_key": best.setting,  # the full key (every hp), for the other tables and figures
                    "mean": best["mean"], "std": best["std"], "n_seeds": int(best["n_seeds"]),
                    "train_mean": best["train_mean"],
                    "paper": common.setting_text(tuple(paper_hp.items())) if paper_hp else "",
@@ -150,8 +155,7 @@ def table23_records(inp: Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame
                 row = t1[(t1.benchmark == bench) & (t1.method == method)] if len(t1) else t1
                 if row.empty:
                     continue
-                best = [k for k in recs.setting.unique() if common.setting_text(k) == row.setting.iloc[0]]
-                keep = recs[recs.setting.isin(best)]
+                keep = recs[recs.setting == row.setting_key.iloc[0]]
                 source = "ours"
         else:
             counts = recs.groupby("setting", sort=False).size()
@@ -263,19 +267,19 @@ def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
             r = sub.loc[m]
             cell = f"{_num(r['mean'])} ± {_num(r['std'])}"
             cell = f"**{cell}**" if r.bold else cell
-            ours.append(cell + _approx_mark(r.data_original) + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
+            ours.append(cell + _approx_mark(r.data_original) + _epochs_text(r.epochs)
+                        + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
             paper.append(f"{_num(r.paper)} ({_signed(r['diff'])})" if np.isfinite(r.paper) else "–")
-        lines.append(f"| {bench} ours (n={_seeds_text(sub)}{_epochs_text(sub)}) | " + " | ".join(ours) + " |")
+        lines.append(f"| {bench} ours (n={_seeds_text(sub)}) | " + " | ".join(ours) + " |")
         lines.append(f"| {bench} paper (diff) | " + " | ".join(paper) + " |")
     settings = [_settings_of(t, m) for m in methods]
     lines.append("| #settings | " + " | ".join(settings) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _epochs_text(sub: pd.DataFrame) -> str:
-    """", after 0.2 epochs" when a row was not trained for the paper's 6 epochs (a probe or quick run)."""
-    eps = sorted({float(e) for e in sub.epochs if pd.notna(e)})
-    return "" if eps == [PAPER_EPOCHS] or not eps else ", " + "/".join(f"{e:g}" for e in eps) + " epochs"
+def _epochs_text(epochs: float) -> str:
+    """" (0.2 ep.)" for a cell not trained for the paper's 6 epochs (a probe or quick run), else ""."""
+    return "" if pd.isna(epochs) or float(epochs) == PAPER_EPOCHS else f" ({float(epochs):g} ep.)"
 
 
 def _seeds_text(sub: pd.DataFrame) -> str:
@@ -306,9 +310,9 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
             r = sub.loc[m]
             cell = f"{_num(r['mean'])} \\pm {_num(r['std'])}"
             cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
-            ours.append(cell + ("$^\\dagger$" if not r.data_original else ""))
+            ours.append(cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_epochs_text(r.epochs)))
             paper.append(rf"{{\scriptsize {_num(r.paper)} ({_signed(r['diff'])})}}" if np.isfinite(r.paper) else "")
-        lines.append(f"{bench}{_epochs_text(sub)} & " + " & ".join(ours) + r" \\")
+        lines.append(f"{bench} & " + " & ".join(ours) + r" \\")
         lines.append(r"{\scriptsize paper} & " + " & ".join(paper) + r" \\")
     lines += [r"\midrule", r"\#settings & " + " & ".join(_tex(_settings_of(t, m)) for m in methods) + r" \\",
               r"\bottomrule", r"\end{tabular}"]
@@ -324,7 +328,7 @@ def table1_markdown(t: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for _, r in t.iterrows():
         same = " (same)" if r.bold else ""
-        lines.append(f"| {r.benchmark}{_epochs_text(pd.DataFrame([r]))} | {label(r.method)} | {r.setting} | {_num(r['mean'])} ± {_num(r['std'])}"
+        lines.append(f"| {r.benchmark}{_epochs_text(r.epochs)} | {label(r.method)} | {r.setting} | {_num(r['mean'])} ± {_num(r['std'])}"
                      f"{_approx_mark(r.data_original)} | {r.paper or '–'}{same} | {_num(r.paper_setting_mean)} | "
                      f"{r.n_settings_tried} / {r.grid_size} ({r.grid_source}) | {r.edge or ''} |")
     return "\n".join(lines) + "\n"
@@ -374,7 +378,7 @@ def write_all(inp: Inputs, out: Path) -> list[Path]:
 
 def _write(stem: Path, t: pd.DataFrame, md: str, tex: str) -> list[Path]:
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
-    t.to_csv(paths[0], index=False)
+    t.drop(columns=["setting_key"], errors="ignore").to_csv(paths[0], index=False)
     paths[1].write_text(md)
     paths[2].write_text(tex)
     return paths

@@ -1,4 +1,4 @@
-"""The analysis on the checked-in fixture store (tests/fixtures/store, written by tests/fixtures/make_fixtures.py).
+"""The analysis on the checked-in fixture store (tests/fixtures/records, written by tests/fixtures/make_fixtures.py).
 
 Expected values are recomputed here from the raw JSON records by plain code, never copied in.
 """
@@ -21,7 +21,7 @@ from analysis.__main__ import run as run_analysis
 from experiments import results
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-STORE = FIXTURES / "store"
+STORE = FIXTURES / "records"
 GRIDS = FIXTURES / "grid"
 
 
