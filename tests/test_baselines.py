@@ -410,3 +410,30 @@ def test_optimizer_config_defaults_are_valid(name):
     cfg = yaml.safe_load((ROOT / "conf" / "optimizer" / f"{name}.yaml").read_text())
     assert cfg["name"] == name
     get_rule(name).check_hp(cfg["hp"])
+
+
+@pytest.mark.parametrize("name,count", [("sgd", 68), ("smd", 476), ("amari", 119)])
+def test_grid_selected_through_hydra(name, count):
+    from hydra import compose, initialize_config_dir
+
+    from experiments.run import settings_from
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"optimizer={name}", f"grid={name}"])
+        plain = compose("config", overrides=[f"optimizer={name}"])
+    settings = settings_from(cfg, get_rule(name))
+    assert len(settings) == count and len({tuple(sorted(s.items())) for s in settings}) == count
+    assert settings_from(plain, get_rule(name)) == [dict(plain.optimizer.hp)]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "amari", "almeida", "smd"])
+def test_table1_settings_are_valid(name):
+    from hydra import compose, initialize_config_dir
+
+    from experiments.run import settings_from, table1_setting
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"optimizer={name}", "tuned=table1", "benchmark=m1"])
+    (setting,) = settings_from(cfg, get_rule(name))
+    get_rule(name).check_hp(setting)
+    assert {k: setting[k] for k in table1_setting("M1", name)} == table1_setting("M1", name)
