@@ -22,7 +22,8 @@ args = ap.parse_args()
 torch.manual_seed(0)
 mnist = load("mnist")  # pixels in [0, 1], training mean subtracted
 model = nn.Sequential(nn.Linear(784, 120), nn.Tanh(), nn.Linear(120, 10))
-opt = VSGD(model.parameters(), mode=args.mode, model=model, loss="cross_entropy")  # bbprop curvature from the model
+L2 = 1e-4  # the paper's lambda/2 ||theta||^2 (Sec. 7.2): it keeps vSGD-l's curvature estimates away from 0
+opt = VSGD(model.parameters(), mode=args.mode, model=model, loss="cross_entropy", l2=L2)  # bbprop curvature
 
 start = time.perf_counter()
 for epoch in range(args.epochs):
@@ -31,7 +32,7 @@ for epoch in range(args.epochs):
 
         def closure():
             opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), y) + L2 / 2 * sum((p * p).sum() for p in model.parameters())
             loss.backward()
             return loss
 

@@ -28,7 +28,7 @@ def quadratic_problem(seed: int, steps: int):
 
 
 # -- the reference: a plain loop over elements, straight from the paper's equations ------------------
-def reference(pooling: str, h, theta0, cs, *, n0=3, C=5.0, tau0=2.0, eps=1e-16, c_scales_h=False, move=False):
+def reference(pooling: str, h, theta0, cs, *, n0=3, C=5.0, tau0=2.0, eps=1e-16, c_scales_h=True, move=False):
     theta = [[float(v) for v in t.flatten()] for t in theta0]
     hh = [[float(v) for v in t.flatten()] for t in h]
     blocks = {"element": [[(b, i)] for b in range(len(theta)) for i in range(len(theta[b]))],
@@ -76,12 +76,12 @@ def run_rule(name: str, h, theta0, cs, **hp):
 
 
 @pytest.mark.parametrize("name,pooling", [("vsgd_l", "element"), ("vsgd_b", "block"), ("vsgd_g", "global")])
-@pytest.mark.parametrize("options", [{}, {"c_scales_h": 1.0}, {"move_during_init": 1.0}, {"tau0": 7.0}])
+@pytest.mark.parametrize("options", [{}, {"c_scales_h": 0.0}, {"move_during_init": 1.0}, {"tau0": 7.0}])
 def test_rule_matches_per_element_reference(name, pooling, options):
     h, theta0, cs = quadratic_problem(0, 40)
     got, _ = run_rule(name, h, theta0, cs, n0=3, c=5.0, **options)
     want = reference(pooling, h, theta0, cs, n0=3, C=5.0, tau0=options.get("tau0", 2.0),
-                     c_scales_h=bool(options.get("c_scales_h")), move=bool(options.get("move_during_init")))
+                     c_scales_h=bool(options.get("c_scales_h", 1.0)), move=bool(options.get("move_during_init")))
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # the parameters did move, and differently per pooling: the test would see a wrong pooling
