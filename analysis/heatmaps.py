@@ -20,11 +20,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
 
-from experiments import suite_1d  # noqa: E402
+from experiments import suite_1d
 
 CMAP = plt.get_cmap("RdBu")  # red = worse than the start, white = the start, blue = better
 

@@ -43,9 +43,7 @@ def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train(name: str, x_tr, y_tr, x_te, y_te, *, epochs: int, batch: int, seed: int) -> list[dict]:
     model = make_model(seed)
-    if name == "VSGDfd":
-        opt = vsgd.VSGDfd(model.parameters())
-    elif name == "VSGDfd (plain closure)":
+    if name == "VSGDfd" or name == "VSGDfd (plain closure)":
         opt = vsgd.VSGDfd(model.parameters())
     elif name == "Adam":
         opt = torch.optim.Adam(model.parameters())
@@ -63,7 +61,7 @@ def train(name: str, x_tr, y_tr, x_te, y_te, *, epochs: int, batch: int, seed: i
             if name == "VSGDfd":
                 opt.step(vsgd.PerSampleClosure(model, F.cross_entropy, x, y))
             else:
-                def closure():
+                def closure(x=x, y=y):
                     opt.zero_grad()
                     loss = F.cross_entropy(model(x), y)
                     loss.backward()

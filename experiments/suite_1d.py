@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,7 +134,7 @@ def _standin_vsgd_exact() -> Rule:
     (|per-sample exact curvature|, minibatch mean), with 1e-5 against h = 0 (the f_abs instability of paper 2)."""
 
     def init(params, hp):
-        z = lambda: [torch.zeros_like(p) for p in params]  # noqa: E731
+        z = lambda: [torch.zeros_like(p) for p in params]
         return {"g_bar": z(), "v_bar": z(), "h_bar": z(), "tau": [torch.ones_like(p) for p in params],
                 "seen": params[0].new_zeros(params[0].shape[0])}
 
@@ -242,10 +243,10 @@ def simulate(rule: Rule, setting_hps: list[dict[str, float]], case_list: list[Ca
         if "curvature" in need:
             extras["curvature"] = [per_fn(sample_curvature, u).abs().mean(dim=1)]
         if "grad_at" in need:
-            extras["grad_at"] = lambda shifts, xi=xi: [per_fn(sample_grad, (params[0] + shifts[0]).unsqueeze(1) - xi).mean(dim=1)]
+            extras["grad_at"] = lambda shifts, xi=xi, theta=params[0]: [per_fn(sample_grad, (theta + shifts[0]).unsqueeze(1) - xi).mean(dim=1)]
 
-            def fd_per_sample(shifts, xi=xi, g_samples=g_samples):
-                d = g_samples - per_fn(sample_grad, (params[0] + shifts[0]).unsqueeze(1) - xi)
+            def fd_per_sample(shifts, xi=xi, g_samples=g_samples, theta=params[0]):
+                d = g_samples - per_fn(sample_grad, (theta + shifts[0]).unsqueeze(1) - xi)
                 return [d.abs().mean(dim=1)], [(d * d).mean(dim=1)]
 
             extras["fd_per_sample"] = fd_per_sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -101,7 +102,7 @@ def test_eq3_uses_larger_rates_for_larger_minibatches():
     rates = [float(_rate(g, v, torch.ones(1), torch.ones(1), torch.ones(1), float(n), torch.tensor([float(n)]), 0.0))
              for n in (1, 2, 10, 1000)]
     assert rates[0] == pytest.approx(0.25)
-    assert all(a < b for a, b in zip(rates, rates[1:])) and rates[-1] < 1.0
+    assert all(a < b for a, b in itertools.pairwise(rates)) and rates[-1] < 1.0
 
 
 @pytest.mark.parametrize("mode", [1.0, 2.0])
@@ -232,7 +233,7 @@ def train(model, opt, X, Y, epochs, per_sample, batch=16):
             if per_sample:
                 opt.step(vsgd.PerSampleClosure(model, F.mse_loss, x, y))
             else:
-                def closure():
+                def closure(x=x, y=y):
                     opt.zero_grad()
                     loss = F.mse_loss(model(x), y)
                     loss.backward()

@@ -91,7 +91,7 @@ SPARSE_MODES = {"none": 0, "minibatch": 1, "average": 2}
 
 def init(params, hp):
     K, like = params[0].shape[0], params[0]
-    zeros = lambda: [torch.zeros_like(p) for p in params]  # noqa: E731
+    zeros = lambda: [torch.zeros_like(p) for p in params]
     return {
         "g_bar": zeros(), "v_bar": zeros(), "h_bar": zeros(), "v_fd_bar": zeros(),
         "tau": [torch.ones_like(p) for p in params], "p_nz": [torch.ones_like(p) for p in params],
@@ -148,7 +148,9 @@ def update(grads, state, params, hp, extras):
     out = {k: [] for k in ("g_bar", "v_bar", "h_bar", "v_fd_bar", "tau", "p_nz", "eta")}
     updates = []
     for i, g in enumerate(grads):
-        K1 = lambda x: per_member(x, g)  # noqa: E731
+        def K1(x, g=g):  # a [K] tensor, shaped to broadcast against g
+            return per_member(x, g)
+
         boot, eps, sigma, sparse = K1(in_boot), K1(hp["eps"]), K1(hp["outlier_sigma"]), K1(hp["sparse"])
         gb, vb, hb, vfb = state["g_bar"][i], state["v_bar"][i], state["h_bar"][i], state["v_fd_bar"][i]
         tau, p_nz = state["tau"][i], state["p_nz"][i]

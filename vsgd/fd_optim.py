@@ -22,7 +22,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -80,9 +81,12 @@ class VSGDfd(RuleOptimizer):
         params: parameters or param groups (each group is one independent application of the rule).
         n0: bootstrap samples before the first update (10, Sec. 5.4).
         slow_start: C, v_bar is multiplied by C after the bootstrap (2).
-        tau0: memory size after the bootstrap (2).
+        slow_start_curvature: also divide 1/h by C after the bootstrap (True).
+        tau0: memory size after the bootstrap (0: the number of bootstrap minibatches).
         outlier_sigma: outlier threshold in standard deviations (2, Sec. 5.3); 0 turns detection off.
         eps: guards the 0/0 divisions (1e-5, Sec. 5.4).
+        fd_sign: +1: FD pair (theta, theta + g_bar) as eq. 6; -1: (theta, theta - g_bar).
+        fd_step: 0: delta = g_bar (eq. 6); 1: delta = eta g_bar (the last update's length).
         sparse: "none" (eq. 3), "minibatch" (eq. 4, current non-zero counts) or "average"
             (eq. 4 with the long-term average non-zero fraction). Needs a :class:`PerSampleClosure`
             to count per-sample non-zeros for n > 1.
@@ -91,15 +95,17 @@ class VSGDfd(RuleOptimizer):
     There is no learning rate: ``learning_rates()`` shows the ones it chose.
     """
 
-    def __init__(self, params, *, n0: float = 10, slow_start: float = 2.0, tau0: float = 2.0,
-                 outlier_sigma: float = 2.0, eps: float = 1e-5, sparse: str = "none", reweight: str | None = None):
+    def __init__(self, params, *, n0: float = 10, slow_start: float = 2.0, slow_start_curvature: bool = True,
+                 tau0: float = 0.0, outlier_sigma: float = 2.0, eps: float = 1e-5, fd_sign: float = 1.0,
+                 fd_step: float = 0.0, sparse: str = "none", reweight: str | None = None):
         if sparse not in SPARSE_MODES:
             raise ValueError(f"Invalid sparse={sparse!r}: use one of {sorted(SPARSE_MODES)} (eq. 3, eq. 4, eq. 4 with averages).")
         if reweight not in (None, "orthogonal"):
             raise ValueError(f"Invalid reweight={reweight!r}: use None or 'orthogonal' (eq. 5).")
         self.reweight = reweight
-        super().__init__(params, RULE, n0=n0, slow_start=slow_start, tau0=tau0, outlier_sigma=outlier_sigma,
-                         eps=eps, sparse=SPARSE_MODES[sparse])
+        super().__init__(params, RULE, n0=n0, slow_start=slow_start, slow_start_curvature=float(slow_start_curvature),
+                         tau0=tau0, outlier_sigma=outlier_sigma, eps=eps, fd_sign=fd_sign, fd_step=fd_step,
+                         sparse=SPARSE_MODES[sparse])
         self._batch: tuple[int, dict[Tensor, Tensor], PerSampleClosure] | None = None
 
     def state_dict(self) -> dict[str, Any]:
