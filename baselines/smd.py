@@ -98,6 +98,9 @@ class SMD(RuleOptimizer):
             opt.step()
 
     With a closure, the closure must call ``backward(create_graph=True)`` itself.
+
+    Each param group is its own SMD run with its own global rate (as every ``RuleOptimizer`` treats groups);
+    its H v is the group's diagonal block of the Hessian applied to the group's v.
     """
 
     def __init__(self, params, eta0: float = 0.1, mu: float = 1e-3, tau: float = 1e3):

@@ -26,12 +26,12 @@ from torch import Tensor
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path.home() / ".cache" / "vsgd" / "data"
 
-# md5 of the original files (torchvision's lists for MNIST; the CIFAR-10 python tarball's members).
+# md5 of the original, uncompressed files (MNIST's idx files; the CIFAR-10 python tarball's members).
 ORIGINAL_MD5 = {
-    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }

@@ -104,11 +104,11 @@ def jobs_from(cfg: DictConfig) -> list[Job]:
     return jobs
 
 
-def settings_of(cfg: DictConfig, job: Job, rule: Rule) -> list[dict[str, Any]] | None:
+def settings_of(cfg: DictConfig, job: Job, name: str, is_tunable: bool) -> list[dict[str, Any]] | None:
     """The job's settings; None when the job is to be skipped (the paper did not run that pair)."""
     base = hyperparams_of(job.opt)
-    in_table1 = table1_setting(job.bench.name, rule.name)
-    if cfg.get("skip_missing_table1") and tunable(rule) and in_table1 is None:
+    in_table1 = table1_setting(job.bench.name, name)
+    if cfg.get("skip_missing_table1") and is_tunable and in_table1 is None:
         return None
     if job.grid:
         names = [k for k in job.grid if not k.startswith("_")]
@@ -116,10 +116,10 @@ def settings_of(cfg: DictConfig, job: Job, rule: Rule) -> list[dict[str, Any]] |
     if cfg.get("tuned"):
         if cfg.tuned != "table1":
             raise UserError(f"Unknown tuned={cfg.tuned!r}; the only published tuning is tuned=table1.")
-        if tunable(rule):
+        if is_tunable:
             if in_table1 is None:
                 raise UserError(
-                    f"Table 1 of the paper has no setting of {rule.name} for {job.bench.name} (it has: "
+                    f"Table 1 of the paper has no setting of {name} for {job.bench.name} (it has: "
                     f"{', '.join(table1_methods(job.bench.name))}). Drop tuned=table1 and give the "
                     "hyper-parameters, or run its grid (grid=...)."
                 )
@@ -142,14 +142,14 @@ def resolve_device(name: str) -> torch.device:
 CPU_CACHE_BYTES = 24e6  # keep a chunk's working set within this CPU's 32 MB L3 where the model allows
 
 
-def auto_chunk_size(spec: MLPSpec, rule: Rule, dtype: torch.dtype, device: torch.device, n_members: int) -> int:
+def auto_chunk_size(spec: MLPSpec, fused: bool, dtype: torch.dtype, device: torch.device, n_members: int) -> int:
     """Members per chunk from the parameter and state sizes.
 
     On the CPU a step is bound by memory traffic: a chunk whose tensors stay in the last-level
     cache runs several times faster per member than one that streams from DRAM, so the chunk is
     sized to the cache (at least one member). On CUDA it is sized to half the free memory.
     """
-    tensors = 3 if rule.scalar_rate is not None else 14  # params (+ x, h) vs params, grads, extras, state, temps
+    tensors = 3 if fused else 14  # params (+ x, h) vs params, grads, extras, state, temps
     per_member = spec.n_params * torch.finfo(dtype).bits // 8 * tensors
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -159,25 +159,55 @@ def auto_chunk_size(spec: MLPSpec, rule: Rule, dtype: torch.dtype, device: torch
     return max(1, min(n_members, int(budget // per_member)))
 
 
+@dataclass
+class Trainer:
+    """How a job's members are trained: a pure rule in the ensemble trainer, or a PyPI optimizer."""
+
+    name: str
+    train: Any  # train(members, data, *, epochs, device, dtype, progress) -> list[MemberResult]
+    check_hp: Any  # check_hp(settings) -> validated settings (raises ValueError)
+    tunable: bool  # whether Table 1 tunes it
+    fused: bool  # whether the step is the fused SGD step (drives the chunk size)
+
+
+def trainer_for(name: str, spec: MLPSpec) -> Trainer:
+    """Rules (vsgd.core registry) go through the lock-step ensemble trainer; today's tuning-free PyPI
+    optimizers (experiments.torch_members, issue 9) through their own ``torch.optim`` objects."""
+    from experiments import torch_members
+
+    if name in torch_members.REGISTRY:
+        def train_torch(members, data, *, progress=None, **kw):
+            return torch_members.train_torch_members(spec, name, members, data, **kw)
+
+        return Trainer(name, train_torch, lambda s: torch_members.check_hp(name, s), False, False)
+    try:
+        rule = get_rule(name)
+    except ValueError as exc:
+        raise UserError(str(exc).replace(".", f" (or one of {', '.join(sorted(torch_members.REGISTRY))}).", 1)) from None
+
+    def train_rule(members, data, **kw):
+        return train_ensemble(spec, rule, members, data, **kw)
+
+    return Trainer(name, train_rule, rule.check_hp, tunable(rule), rule.scalar_rate is not None and not rule.extras)
+
+
 # -- one job ------------------------------------------------------------------------------------
 def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     """Train the job's members missing from the store; return the config hashes of all its members."""
-    try:
-        rule = get_rule(job.opt.name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     bench = job.bench
     try:
         spec = MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
     except ValueError as exc:
         raise UserError(f"benchmark {bench.name}: {exc}") from None
+    trainer = trainer_for(job.opt.name, spec)
+    name = trainer.name
     epochs = float(cfg.epochs if cfg.get("epochs") is not None else bench.epochs)
-    settings = settings_of(cfg, job, rule)
+    settings = settings_of(cfg, job, name, trainer.tunable)
     if settings is None:
-        print(f"[{bench.name} {rule.name}] skipped: the paper did not run it (no Table 1 row).", flush=True)
+        print(f"[{bench.name} {name}] skipped: the paper did not run it (no Table 1 row).", flush=True)
         return []
     try:
-        settings = [rule.check_hp(s) for s in settings]
+        settings = [trainer.check_hp(s) for s in settings]
     except ValueError as exc:
         raise UserError(str(exc)) from None
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
@@ -193,15 +223,15 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
 
     def key(m: Member) -> dict[str, Any]:
         return {"benchmark": bench.name, "layers": list(bench.layers), "loss": bench.loss, "l2": float(bench.l2),
-                "l2_biases": bool(bench.get("l2_biases", False)), "epochs": epochs, "optimizer": rule.name,
+                "l2_biases": bool(bench.get("l2_biases", False)), "epochs": epochs, "optimizer": name,
                 "hp": m.hp, "seed": m.seed, "data_md5": data.md5, "dtype": cfg.dtype}
 
     hashes = [results.config_hash(key(m)) for m in members]
-    todo = [(m, h) for m, h in zip(members, hashes) if not results.exists(store, bench.name, rule.name, h)]
-    failed = [(m, h) for m, h in todo if results.failure_path(store, bench.name, rule.name, h).is_file()]
+    todo = [(m, h) for m, h in zip(members, hashes) if not results.exists(store, bench.name, name, h)]
+    failed = [(m, h) for m, h in todo if results.failure_path(store, bench.name, name, h).is_file()]
     if failed and not cfg.get("retry_failed"):
         todo = [(m, h) for m, h in todo if (m, h) not in failed]
-    print(f"[{bench.name} {rule.name}] {len(members)} members ({len(settings)} settings x {len(seeds)} seeds): "
+    print(f"[{bench.name} {name}] {len(members)} members ({len(settings)} settings x {len(seeds)} seeds): "
           f"{len(members) - len(todo) - (0 if cfg.get('retry_failed') else len(failed))} already in the store "
           f"{store}, skipped; {len(todo)} to train on {device}."
           + (f" {len(failed)} failed before and are skipped (retry_failed=true reruns them)."
@@ -209,10 +239,10 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     if not todo:
         return hashes
 
-    chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, rule, dtype, device, len(todo))
+    chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, trainer.fused, dtype, device, len(todo))
     n_chunks = math.ceil(len(todo) / chunk)
     steps = int(round(data.n_train * epochs))
-    bar = _progress_bar(cfg, f"{bench.name} {rule.name}", steps * len(todo))
+    bar = _progress_bar(cfg, f"{bench.name} {name}", steps * len(todo))
     job_start = time.perf_counter()
     failures: list = []
     for c in range(n_chunks):
@@ -229,18 +259,18 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                 rate = estimate["done"] / (time.perf_counter() - t0)
                 total = steps * len(todo)
                 estimate["printed"] = True
-                _write(bar, f"[{bench.name} {rule.name}] measured {rate:,.0f} member-updates/s: "
+                _write(bar, f"[{bench.name} {name}] measured {rate:,.0f} member-updates/s: "
                             f"estimated wall time for this job {total / rate / 60:.1f} min")
 
         try:
-            out = train_ensemble(spec, rule, [m for m, _ in part], data, epochs=epochs, device=device,
-                                 dtype=dtype, progress=progress)
+            out = trainer.train([m for m, _ in part], data, epochs=epochs, device=device, dtype=dtype,
+                                progress=progress)
         except (RuntimeError, MemoryError) as exc:  # out of memory, a CUDA error...: record, report, move on
             for m, chash in part:
-                results.write_failure(store, bench.name, rule.name, chash,
+                results.write_failure(store, bench.name, name, chash,
                                       {"error": f"{type(exc).__name__}: {exc}", "seed": m.seed, "hp": m.hp,
                                        "chunk_members": len(part), "device": device_name(device)})
-            _write(bar, f"[{bench.name} {rule.name}] chunk {c + 1}/{n_chunks} FAILED ({type(exc).__name__}: "
+            _write(bar, f"[{bench.name} {name}] chunk {c + 1}/{n_chunks} FAILED ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200]}); its {len(part)} members (seeds/settings: "
                         f"{[(m.seed, m.hp) for m, _ in part][:4]}{' ...' if len(part) > 4 else ''}) are recorded "
                         f"under {store / 'failed'}; moving on. Rerun with retry_failed=true (and a smaller "
@@ -248,7 +278,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
             failures.extend(part)
             continue
         for r, (_, chash) in zip(out, part):
-            rec = {"benchmark": bench.name, "optimizer": rule.name, "seed": r.member.seed, "hp": r.member.hp,
+            rec = {"benchmark": bench.name, "optimizer": name, "seed": r.member.seed, "hp": r.member.hp,
                    "train_error": r.train_error, "test_error": r.test_error, "train_loss": r.train_loss,
                    "test_loss": r.test_loss, "diverged": r.diverged, "diverged_step": r.diverged_step,
                    "seconds": r.seconds, "chunk_seconds": r.chunk_seconds, "chunk_members": r.chunk_members,
@@ -263,14 +293,14 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
         rate = steps * len(part) / max(elapsed, 1e-9)
         left = steps * (len(todo) - (c + 1) * chunk)
         diverged = sum(r.diverged for r in out)
-        msg = (f"[{bench.name} {rule.name}] chunk {c + 1}/{n_chunks}: {len(part)} members in {elapsed:.1f}s "
+        msg = (f"[{bench.name} {name}] chunk {c + 1}/{n_chunks}: {len(part)} members in {elapsed:.1f}s "
                f"({rate:,.0f} member-updates/s){f', {diverged} diverged' if diverged else ''}")
         if left > 0:
             msg += f"; about {max(left, 0) / rate / 60:.1f} min left for this job"
         _write(bar, msg)
     if bar is not None:
         bar.close()
-    print(f"[{bench.name} {rule.name}] done in {time.perf_counter() - job_start:.1f}s"
+    print(f"[{bench.name} {name}] done in {time.perf_counter() - job_start:.1f}s"
           + (f"; {len(failures)} members FAILED" if failures else ""), flush=True)
     if failures:
         FAILED.extend(failures)

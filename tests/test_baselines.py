@@ -410,3 +410,36 @@ def test_optimizer_config_defaults_are_valid(name):
     cfg = yaml.safe_load((ROOT / "conf" / "optimizer" / f"{name}.yaml").read_text())
     assert cfg["name"] == name
     get_rule(name).check_hp({k: v for k, v in cfg.items() if k != "name"})
+
+
+def _settings(cfg, name):
+    from experiments.run import Job, settings_of, tunable
+
+    rule = get_rule(name)
+    grid = dict(cfg.grid) if cfg.get("grid") else None
+    return settings_of(cfg, Job(cfg.benchmark, cfg.optimizer, grid), rule.name, tunable(rule))
+
+
+@pytest.mark.parametrize("name,count", [("sgd", 68), ("smd", 476), ("amari", 119)])
+def test_grid_selected_through_hydra(name, count):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"optimizer={name}", f"grid={name}"])
+        plain = compose("config", overrides=[f"optimizer={name}"])
+    settings = _settings(cfg, name)
+    assert len(settings) == count and len({tuple(sorted(s.items())) for s in settings}) == count
+    assert _settings(plain, name) == [{k: v for k, v in plain.optimizer.items() if k != "name"}]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "amari", "almeida", "smd"])
+def test_table1_settings_are_valid(name):
+    from hydra import compose, initialize_config_dir
+
+    from experiments.run import table1_setting
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"optimizer={name}", "tuned=table1", "benchmark=m1"])
+    (setting,) = _settings(cfg, name)
+    get_rule(name).check_hp(setting)
+    assert {k: setting[k] for k in table1_setting("M1", name)} == table1_setting("M1", name)

@@ -99,3 +99,12 @@ def test_md5_identifies_original_files(cifar_root, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert D.load_cifar_batch1(cifar_root).original
+
+
+def test_the_shared_mnist_copy_is_recognised_as_original():
+    """The offline copy in ../shared/data holds the original idx files: records must not be marked approximate."""
+    raw = D.default_root() / "MNIST" / "raw"
+    if not (raw / "MD5SUMS").is_file():
+        pytest.skip("no shared MNIST copy on this machine")
+    listed = dict(line.split()[::-1] for line in (raw / "MD5SUMS").read_text().splitlines() if line.strip())
+    assert all(D.ORIGINAL_MD5[name] == md5 for name, md5 in listed.items())

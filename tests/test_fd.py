@@ -14,16 +14,16 @@ import vsgd
 from vsgd.core import get_rule
 from vsgd.fd import RULE, _rate, orthogonal_reweighting
 
-DT = torch.float64
 
 
 @pytest.fixture(autouse=True)
-def float64_default():
-    """These tests compare trajectories in float64; restore the default dtype for the other test files."""
+def _float64_default():
+    """These tests compare against float64 references; restore the default afterwards (other files need it)."""
     old = torch.get_default_dtype()
-    torch.set_default_dtype(DT)
+    torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+DT = torch.float64
 
 
 def hp_for(K=1, **over):

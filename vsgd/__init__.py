@@ -2,11 +2,11 @@
 
 __version__ = "0.1.0"
 
+from vsgd import fd  # registers vsgd_fd  # noqa: F401
 from vsgd.core import REGISTRY, HyperParam, Rule, get_rule, register
-from vsgd.frontend import RuleOptimizer
-
-__all__ = ["REGISTRY", "HyperParam", "Rule", "RuleOptimizer", "get_rule", "register"]
-from vsgd import fd  # noqa: F401  (registers vsgd_fd)
 from vsgd.fd_optim import PerSampleClosure, VSGDfd
+from vsgd.frontend import RuleOptimizer
+from vsgd.vsgd import VSGD  # registers the rules vsgd_l, vsgd_b, vsgd_g
 
-__all__ += ["PerSampleClosure", "VSGDfd"]
+__all__ = ["REGISTRY", "HyperParam", "PerSampleClosure", "Rule", "RuleOptimizer", "VSGD", "VSGDfd", "get_rule",
+           "register"]

@@ -1,0 +1,120 @@
+"""Every table and figure the results store allows, in one command.
+
+    python -m analysis [--store PATH] [--out results]
+
+Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv and the
+figures (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
+(``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
+the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
+Exit status 1 when some part failed (the others are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import logging
+import sys
+import time
+from pathlib import Path
+
+from analysis import fidelity, figures, tables
+from analysis.common import log
+
+# modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
+EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps")
+
+
+def call_external(mod, store: Path, out: Path) -> list[Path] | None:
+    """Draw another module's figures: ``draw_all(store, out)`` or ``main(store, out)``; a command-line
+    ``main(argv)`` is called as ``main(["--store", store, "--out", out])`` (docs/analysis.md)."""
+    if callable(getattr(mod, "draw_all", None)):
+        return mod.draw_all(store, out)
+    main = getattr(mod, "main", None)
+    if not callable(main):
+        raise TypeError(f"{mod.__name__} has neither draw_all(store, out) nor main(store, out)")
+    n_params = len(inspect.signature(main).parameters)
+    if n_params >= 2:
+        return main(store, out)
+    if n_params == 1:
+        main(["--store", str(store), "--out", str(out)])
+        return sorted(Path(out).glob("*.png"))  # a CLI main returns nothing; report what the folder holds
+    raise TypeError(f"{mod.__name__}.main takes no arguments: give it draw_all(store, out) (docs/analysis.md)")
+
+
+def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
+    """Write everything; return (files written, names of parts that failed)."""
+    from experiments import results
+
+    store = Path(store) if store else results.DEFAULT_STORE
+    out = Path(out)
+    written: list[Path] = []
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    if not store.is_dir():
+        log.warning("no results store at %s: only figures from other modules (if any) can be drawn", store)
+    df = results.load(store, with_curves=True) if store.is_dir() else results.load(store / "-none-")
+    log.info("read %d records from %s in %.1fs", len(df), store, time.perf_counter() - t0)
+    inp = tables.Inputs.from_frame(df)
+
+    try:
+        written += tables.write_all(inp, out)
+        t1 = tables.table1(inp)
+        tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()} if len(inp.df) else {}
+        written += fidelity.write_all(tabs, out)
+    except Exception:  # noqa: BLE001 - a failing part must not cost the others; reported and exit 1
+        log.exception("tables failed")
+        failed.append("tables")
+    try:
+        written += figures.write_all(inp, out / "figures")
+    except figures.FigureError as exc:
+        log.error("%s", exc)
+        written += exc.written
+        failed.append("figures")
+    for name in EXTERNAL:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but one of its imports is missing: a real failure
+                log.exception("%s could not be imported", name)
+                failed.append(name)
+            else:
+                log.info("%s is not there: its figures are skipped", name)
+            continue
+        try:
+            more = call_external(mod, store, out / "figures")
+            written += [Path(p) for p in (more or [])]
+        except FileNotFoundError as exc:  # its data is not in the store: a note, not a failure
+            log.info("%s skipped: %s", name, exc)
+        except Exception:  # noqa: BLE001 - another issue's module must not stop ours; reported, exit 1
+            log.exception("%s.main failed", name)
+            failed.append(name)
+    return written, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, default=None, help="results store (default: <project>/store)")
+    ap.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the list of outputs")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="[analysis] %(message)s")
+    written, failed = run(args.store, args.out)
+    tables_ = sorted(p for p in written if p.parent == args.out)
+    figs = sorted(p for p in written if p.suffix == ".png")
+    n_pdf = sum(p.suffix == ".pdf" for p in written)
+    print(f"\nTables and summaries ({len(tables_)} files) in {args.out}/:")
+    for p in tables_:
+        print(f"  {p}")
+    print(f"Figures ({len(figs)} PNG, {n_pdf} PDF beside them) in {args.out / 'figures'}/:")
+    for p in figs:
+        print(f"  {p}")
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (see the messages above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

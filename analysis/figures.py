@@ -1,0 +1,385 @@
+"""The figures of paper 1 from the results store (matplotlib, Agg; each as PNG and PDF).
+
+    fig3_mnist       Fig. 3: train vs test error on M0 M1 M2, every setting tried (seed mean),
+                     the best-tuned setting drawn larger, vSGD variants marked; axes zoomed.
+    supp_fig4_cifar  Supp. Fig. 4: the same on C0 C1 CR.
+    supp_fig5_all    Supp. Fig. 5: all six, zoomed out (log axes where a panel spans a decade or more).
+    supp_fig6_rates  Supp. Fig. 6: min / max learning rate over epochs on C0 and M0 (log-log), the median
+                     over seeds of each method at its Table 2/3 setting, the band between min and max shaded.
+    supp_fig7_test / supp_fig8_train
+                     Supp. Figs. 7-8: final test / train error of every SGD and AdaGrad setting (against eta0,
+                     SGD's decay gamma by shade) and the vSGD variants as horizontal lines; settings that
+                     diverged or lie above the scale are drawn on the top edge as open triangles.
+
+Sizes are the paper's: a double-column figure is 6.75 in wide, fonts 7-8 pt. Every function returns the
+files it wrote and writes nothing (a logged note) when its data is absent.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis import common
+from analysis.common import label, log
+from analysis.tables import Inputs, table1, table23_records
+
+WIDTH = 6.75  # inches: the paper's text width (two columns)
+STYLE = {  # the paper's colours where it names them (SGD green, AdaGrad yellow, vSGD black)
+    "sgd": {"color": "#2ca02c", "marker": "o"},
+    "adagrad": {"color": "#e6b800", "marker": "o"},
+    "smd": {"color": "#1f77b4", "marker": "s"},
+    "amari": {"color": "#9467bd", "marker": "^"},
+    "almeida": {"color": "#8c564b", "marker": "v"},
+    "vsgd_l": {"color": "black", "marker": "o"},
+    "vsgd_b": {"color": "#555555", "marker": "s"},
+    "vsgd_g": {"color": "#999999", "marker": "D"},
+    "vsgd_fd": {"color": "#d62728", "marker": "P"},
+}
+OTHER = ["#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#ff7f0e"]
+RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+      "ytick.labelsize": 7, "figure.dpi": 100, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.25,
+      "grid.linewidth": 0.5}
+
+
+def style(method: str) -> dict:
+    if method in STYLE:
+        return STYLE[method]
+    return {"color": OTHER[hash(method) % len(OTHER)], "marker": "X"}
+
+
+def _log_axis(axis, subs: tuple = (1, 2, 5)) -> None:
+    """Log scale with plain-number labels at 1, 2, 5 x 10^k (no overlapping 10^x minor labels)."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=12))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _width(ncols: int) -> float:
+    """Figure width for ncols panels: the paper's text width for 3, proportionally less (not below 2/3)."""
+    return WIDTH * max(ncols, 2) / 3
+
+
+def unit(bench: str) -> str:
+    return "reconstruction error" if bench == "CR" else "error (%)"
+
+
+# -- data the figures share ---------------------------------------------------------------------
+def setting_means(inp: Inputs) -> pd.DataFrame:
+    """One row per (benchmark, method, setting): seed-mean train / test error, diverged share, best flag."""
+    df = inp.df
+    if df.empty:
+        return pd.DataFrame()
+    g = df.groupby(["benchmark", "optimizer", "setting"], sort=False)
+    out = g.agg(train=("train_error", "mean"), test=("test_error", "mean"), n=("seed", "size"),
+                diverged=("diverged", "mean")).reset_index()
+    t1 = table1(inp)
+    best = {(r.benchmark, r.method): r.setting_key for _, r in t1.iterrows()}
+    out["best"] = [best.get((b, m)) == s for b, m, s in zip(out.benchmark, out.optimizer, out.setting)]
+    out["tuned"] = [inp.tuned(m) for m in out.optimizer]
+    for name in ("eta0", "gamma"):
+        out[name] = [dict(s).get(name, np.nan) for s in out.setting]
+    return out
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _legend(fig, handles: dict, ncol: int | None = None) -> None:
+    """One legend for the whole figure, below the panels, as many columns as the figure's width holds."""
+    if handles:
+        fits = max(2, int(fig.get_figwidth() / 1.1))  # about 1.1 in per entry at 7 pt
+        fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+                   ncol=min(len(handles), ncol or fits, fits),
+                   frameon=False, bbox_to_anchor=(0.5, 0.0), handletextpad=0.3, columnspacing=1.0)
+
+
+# -- Fig. 3 and Supp. Figs. 4-5: train vs test --------------------------------------------------
+def _zoom(values: np.ndarray, focus: np.ndarray) -> tuple[float, float]:
+    """Axis limits around the region of interest: from the lowest point up to twice the spread of the focus
+    points (best-tuned settings, tuning-free methods) or of the better half of all points, whichever is more."""
+    values = values[np.isfinite(values)]
+    lo = float(np.min(values))
+    hi_f = max(float(np.max(focus)) if len(focus) else lo, float(np.median(values)))
+    span = max(hi_f - lo, 1e-2 * max(abs(hi_f), 1e-9))
+    return lo - 0.15 * span, hi_f + span
+
+
+def scatter_panels(inp: Inputs, benches: list[str], out: Path, stem: str, title: str, zoom: bool) -> list[Path]:
+    sm = setting_means(inp)
+    if sm.empty:
+        log.info("%s skipped: the store is empty", stem)
+        return []
+    wanted, benches = benches, [b for b in benches if b in set(sm.benchmark)]
+    if not benches:
+        log.info("%s skipped: no records for %s", stem, ", ".join(wanted))
+        return []
+    with plt.rc_context(RC):
+        ncols = min(3, len(benches))
+        nrows = int(np.ceil(len(benches) / ncols))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(_width(ncols), 2.35 * nrows + 0.35), squeeze=False)
+        handles = {}
+        for ax, bench in zip(axes.flat, benches):
+            sub = sm[(sm.benchmark == bench) & np.isfinite(sm.train) & np.isfinite(sm.test) & (sm.diverged < 1)]
+            if sub.empty:
+                ax.set_title(f"{bench}: no finite runs")
+                continue
+            for method in common.method_order(sub.optimizer.unique()):
+                s, st = sub[sub.optimizer == method], style(method)
+                vs = common.is_vsgd(method) or not s.tuned.iloc[0]
+                if vs:  # tuning-free: one setting, drawn large with a white edge
+                    h = ax.scatter(s.train, s.test, s=70, marker=st["marker"], color=st["color"], edgecolor="white",
+                                   linewidth=0.8, zorder=5)
+                else:
+                    rest, best = s[~s.best], s[s.best]
+                    h = ax.scatter(rest.train, rest.test, s=14, marker=st["marker"], color=st["color"], alpha=0.7,
+                                   linewidth=0, zorder=3)
+                    if len(best):
+                        ax.scatter(best.train, best.test, s=120, marker=st["marker"], color=st["color"],
+                                   edgecolor="black", linewidth=0.8, zorder=4)
+                handles.setdefault(label(method) + (" (no tuning)" if vs else ""), h)
+            handles.setdefault("best-tuned (large)", ax.scatter([], [], s=90, color="lightgray", edgecolor="black",
+                                                                linewidth=0.8))
+            if zoom:
+                focus = sub[sub.best | ~sub.tuned]
+                ax.set_xlim(*_zoom(sub.train.to_numpy(), focus.train.to_numpy()))
+                ax.set_ylim(*_zoom(sub.test.to_numpy(), focus.test.to_numpy()))
+            else:
+                for values, axis, set_scale in ((sub.train, ax.xaxis, ax.set_xscale),
+                                                 (sub.test, ax.yaxis, ax.set_yscale)):
+                    if (values > 0).all() and values.max() > 10 * values.min():  # log only over a decade or more
+                        set_scale("log")
+                        _log_axis(axis)
+            lims = [max(ax.get_xlim()[0], ax.get_ylim()[0]), min(ax.get_xlim()[1], ax.get_ylim()[1])]
+            if lims[0] < lims[1]:
+                diag, = ax.plot(lims, lims, ls=":", color="gray", lw=0.8, zorder=1)
+                handles.setdefault("train = test", diag)
+            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
+            ax.set_title(f"{bench}{approx}")
+            ax.set_xlabel(f"train {unit(bench)}")
+            ax.set_ylabel(f"test {unit(bench)}")
+        for ax in list(axes.flat)[len(benches):]:
+            ax.axis("off")
+        fig.suptitle(title, y=1.0)
+        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _legend(fig, handles)
+        return _save(fig, out, stem)
+
+
+def sub_all_original(inp: Inputs, bench: str) -> bool:
+    return bool(inp.df[inp.df.benchmark == bench].data_original.all())
+
+
+def fig3_mnist(inp: Inputs, out: Path) -> list[Path]:
+    return scatter_panels(inp, list(common.MNIST), out, "fig3_mnist_train_vs_test",
+                          "Fig. 3: train vs test error on MNIST, every setting tried", True)
+
+
+def supp_fig4_cifar(inp: Inputs, out: Path) -> list[Path]:
+    return scatter_panels(inp, list(common.CIFAR), out, "supp_fig4_cifar_train_vs_test",
+                          "Supp. Fig. 4: train vs test error on CIFAR, every setting tried", True)
+
+
+def supp_fig5_all(inp: Inputs, out: Path) -> list[Path]:
+    present = [b for b in common.BENCHMARKS if len(inp.df) and b in set(inp.df.benchmark)]
+    return scatter_panels(inp, present, out, "supp_fig5_all_train_vs_test",
+                          "Supp. Fig. 5: train vs test error, all benchmarks, zoomed out", False)
+
+
+# -- Supp. Fig. 6: learning rates over time ------------------------------------------------------
+def rate_curves(recs: pd.DataFrame) -> pd.DataFrame:
+    """Per checkpoint epoch: median over the records of rate_min and rate_max."""
+    rows = []
+    for curve in recs.get("curve", pd.Series(dtype=object)):
+        if not isinstance(curve, list):
+            continue
+        for p in curve:
+            if p.get("rate_min") is not None and p.get("rate_max") is not None and p.get("epoch", 0) > 0:
+                rows.append((float(p["epoch"]), float(p["rate_min"]), float(p["rate_max"])))
+    if not rows:
+        return pd.DataFrame(columns=["epoch", "rate_min", "rate_max"])
+    d = pd.DataFrame(rows, columns=["epoch", "rate_min", "rate_max"])
+    d = d[np.isfinite(d.rate_min) & np.isfinite(d.rate_max) & (d.rate_min > 0) & (d.rate_max > 0)]
+    return d.groupby(d.epoch.round(9)).median().reset_index(drop=True).sort_values("epoch")
+
+
+def supp_fig6_rates(inp: Inputs, out: Path) -> list[Path]:
+    if inp.df.empty or "curve" not in inp.df:
+        log.info("supp_fig6 skipped: no learning-rate curves (load the store with curves)")
+        return []
+    recs = table23_records(inp)
+    benches = [b for b in ("C0", "M0") if b in set(recs.benchmark)]
+    panels = {b: {m: rate_curves(g) for m, g in recs[recs.benchmark == b].groupby("optimizer")} for b in benches}
+    panels = {b: {m: c for m, c in d.items() if len(c)} for b, d in panels.items()}
+    panels = {b: d for b, d in panels.items() if d}
+    if not panels:
+        log.info("supp_fig6 skipped: no rate_min / rate_max in the curves of C0 or M0")
+        return []
+    with plt.rc_context(RC):
+        fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH if len(panels) > 1 else _width(1), 2.7),
+                                 squeeze=False)
+        handles = {}
+        for ax, (bench, curves) in zip(axes.flat, panels.items()):
+            for method in common.method_order(curves):
+                c, st = curves[method], style(method)
+                ax.fill_between(c.epoch, c.rate_min, c.rate_max, color=st["color"], alpha=0.08, linewidth=0)
+                h, = ax.plot(c.epoch, c.rate_max, marker=st["marker"], color=st["color"], ms=3.5, lw=1)
+                ax.plot(c.epoch, c.rate_min, marker=st["marker"], color=st["color"], ms=3.5, lw=1, ls="--",
+                        mfc="white")
+                handles.setdefault(label(method), h)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            _log_axis(ax.xaxis)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("learning rate (solid: max, dashed: min)")
+            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
+            ax.set_title(f"{bench}{approx}")
+        order = [label(m) for m in common.method_order({m for d in panels.values() for m in d})]
+        handles = {k: handles[k] for k in order if k in handles}
+        fig.suptitle("Supp. Fig. 6: min / max learning rate over time (median over seeds)", y=1.0)
+        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _legend(fig, handles)
+        return _save(fig, out, "supp_fig6_learning_rates")
+
+
+# -- Supp. Figs. 7-8: every SGD / AdaGrad setting against vSGD -----------------------------------
+def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> list[Path]:
+    sm = setting_means(inp)
+    if sm.empty:
+        log.info("%s skipped: the store is empty", stem)
+        return []
+    wanted = sm[sm.optimizer.isin(["sgd", "adagrad"]) | sm.optimizer.map(common.is_vsgd)]
+    benches = [b for b in common.BENCHMARKS if b in set(wanted.benchmark)
+               and wanted[wanted.benchmark == b].optimizer.isin(["sgd", "adagrad"]).any()]
+    if not benches:
+        log.info("%s skipped: no SGD or AdaGrad settings in the store", stem)
+        return []
+    with plt.rc_context(RC):
+        ncols = min(3, len(benches))
+        nrows = int(np.ceil(len(benches) / ncols))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(_width(ncols), 2.3 * nrows + 0.4), squeeze=False)
+        handles = {}
+        for ax, bench in zip(axes.flat, benches):
+            sub = wanted[wanted.benchmark == bench]
+            tuned = sub[sub.optimizer.isin(["sgd", "adagrad"]) & sub.eta0.notna()]
+            free = sub[sub.optimizer.map(common.is_vsgd)]
+            ok = tuned[(tuned.diverged == 0) & np.isfinite(tuned[split])]
+            focus = np.concatenate([free[split].to_numpy(), ok[ok.best][split].to_numpy()])
+            focus = focus[np.isfinite(focus)]
+            allv = np.concatenate([ok[split].to_numpy(), focus])
+            if len(allv) == 0:
+                ax.set_title(f"{bench}: every run diverged")
+                continue
+            lo = float(np.min(allv))
+            top_f = float(np.max(focus)) if len(focus) else float(np.median(allv))
+            top_f = max(top_f, float(np.median(allv)))
+            top = top_f + 1.5 * max(top_f - lo, 0.05 * abs(top_f) + 1e-9)
+            bottom = lo - 0.1 * (top - lo)
+            for method in ("sgd", "adagrad"):
+                s = tuned[tuned.optimizer == method]
+                if s.empty:
+                    continue
+                gammas = sorted(s.gamma.dropna().unique()) if method == "sgd" else [np.nan]
+                for i, gamma in enumerate(gammas):
+                    part = s if np.isnan(gamma) else s[s.gamma == gamma]
+                    shade = _shade(style(method)["color"], i, len(gammas))
+                    inside = part[(part.diverged == 0) & (part[split] <= top)]
+                    over = part[~part.index.isin(inside.index)]
+                    name = label(method) + ("" if np.isnan(gamma) else f" γ={_frac(gamma)}/#train")
+                    h = ax.scatter(inside.eta0, inside[split], s=16, color=shade, edgecolor="black", linewidth=0.3,
+                                   zorder=3)
+                    slow, div = over[over.diverged == 0], over[over.diverged > 0]
+                    ax.scatter(slow.eta0, np.full(len(slow), top), s=22, marker="^", facecolor="white",
+                               edgecolor=shade, linewidth=1.0, clip_on=False, zorder=4)
+                    ax.scatter(div.eta0, np.full(len(div), top), s=26, marker="x", color=shade, linewidth=1.2,
+                               clip_on=False, zorder=4)
+                    best = inside[inside.best]
+                    ax.scatter(best.eta0, best[split], s=60, facecolor="none", edgecolor="black", linewidth=0.9,
+                               zorder=4)
+                    handles.setdefault(name, h)
+            for method in common.method_order(free.optimizer.unique()):
+                v = float(free[free.optimizer == method][split].iloc[0])
+                st = style(method)
+                if np.isfinite(v) and v <= top:
+                    h = ax.axhline(v, color=st["color"], lw=1.1, ls=(0, (4, 1.5)), zorder=2)
+                    handles.setdefault(label(method) + " (no tuning)", h)
+            ax.set_ylim(bottom, top)
+            handles.setdefault("best-tuned", ax.scatter([], [], s=60, facecolor="none", edgecolor="black"))
+            handles.setdefault("off scale (top edge)", ax.scatter([], [], s=22, marker="^", facecolor="white",
+                                                                  edgecolor="gray"))
+            handles.setdefault("diverged (top edge)", ax.scatter([], [], s=26, marker="x", color="gray"))
+            ax.set_xscale("log")
+            _log_axis(ax.xaxis, subs=(1, 3))
+            ax.set_xlabel("η0")
+            ax.set_ylabel(f"{split} {unit(bench)}")
+            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
+            ax.set_title(f"{bench}{approx}")
+        for ax in list(axes.flat)[len(benches):]:
+            ax.axis("off")
+        fig.suptitle(title, y=1.0)
+        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _legend(fig, handles, ncol=4)
+        return _save(fig, out, stem)
+
+
+def _frac(x: float) -> str:
+    from fractions import Fraction
+
+    f = Fraction(x).limit_denominator(12)
+    return f"{x:g}" if abs(float(f) - x) > 1e-6 else str(f)
+
+
+def _shade(color: str, i: int, n: int) -> tuple:
+    """The i-th of n shades of a colour, from light to full."""
+    rgb = np.array(matplotlib.colors.to_rgb(color))
+    f = 0.45 + 0.55 * (i + 1) / n if n > 1 else 1.0
+    return tuple(1 - f * (1 - rgb))
+
+
+def supp_fig7_test(inp: Inputs, out: Path) -> list[Path]:
+    return tuning_panels(inp, out, "test", "supp_fig7_test_all_settings",
+                         "Supp. Fig. 7: final test error of every SGD / AdaGrad setting against vSGD")
+
+
+def supp_fig8_train(inp: Inputs, out: Path) -> list[Path]:
+    return tuning_panels(inp, out, "train", "supp_fig8_train_all_settings",
+                         "Supp. Fig. 8: final train error of every SGD / AdaGrad setting against vSGD")
+
+
+ALL = (fig3_mnist, supp_fig4_cifar, supp_fig5_all, supp_fig6_rates, supp_fig7_test, supp_fig8_train)
+
+
+def write_all(inp: Inputs, out: Path) -> list[Path]:
+    """Every figure whose data is there; a figure that fails does not cost the others, but is raised at the end."""
+    out = Path(out)
+    written, failed = [], []
+    for f in ALL:
+        try:
+            written += f(inp, out)
+        except Exception:  # logged with its traceback, re-raised below
+            logging.getLogger("analysis").exception("figure %s failed", f.__name__)
+            failed.append(f.__name__)
+    if failed:
+        raise FigureError(f"figures failed: {', '.join(failed)} (tracebacks above); the others were written", written)
+    return written
+
+
+class FigureError(RuntimeError):
+    def __init__(self, msg: str, written: list[Path]):
+        super().__init__(msg)
+        self.written = written

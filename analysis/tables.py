@@ -1,0 +1,400 @@
+"""Tables 1-3 of paper 1 from the results store, beside the published numbers.
+
+    python -m analysis.tables [--store PATH] [--out results]
+
+Table 1: per benchmark and tuned method, the best grid setting (lowest mean test error over the first
+2 seeds), the paper's setting beside it, and a flag when the best lies on the edge of its grid.
+Tables 2 / 3: final train / test error, mean and std over seeds; per benchmark the best method and every
+method not significantly different from it (Welch's t-test, p >= 0.01) in bold; a "#settings" row.
+Which records feed which table: see analysis.common and docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis import common
+from analysis.common import label, log
+
+ALPHA = 0.01  # Tables 2, 3 captions: "don't differ statistically significantly from the best one (p = 0.01)"
+SPLITS = {2: "train", 3: "test"}
+PAPER_EPOCHS = 6.0  # Tables 2, 3: "after 6 epochs"
+
+
+@dataclass
+class Inputs:
+    """Everything the tables read: the store's records and the reference numbers."""
+
+    df: pd.DataFrame
+    grids: dict[str, dict[str, list[float]] | None]
+    table1: dict[tuple[str, str], dict[str, float]]
+    paper: dict[tuple[str, str, str], float]
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, grid_dir: Path = common.GRID_DIR,
+                   reference: Path = common.REFERENCE) -> Inputs:
+        df = common.longest_epochs(common.prepare(df))
+        methods = set(df.optimizer) if len(df) else set()
+        table1 = common.paper_table1(reference)
+        methods |= {m for _, m in table1}
+        grids = {m: common.load_grid(m, grid_dir) for m in methods}
+        return cls(df, grids, table1, common.paper_tables(reference))
+
+    def tuned(self, method: str) -> bool:
+        return common.is_tuned(method, self.grids, self.table1)
+
+
+# -- Table 1 ------------------------------------------------------------------------------------
+def setting_scores(recs: pd.DataFrame, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame:
+    """Per setting: mean / std of the final test error over its first ``tuning_seeds`` seeds."""
+    rows = []
+    for key, g in recs.groupby("setting", sort=False):
+        g = g.sort_values("seed").head(tuning_seeds)
+        err = g.test_error.to_numpy(float)
+        rows.append({"setting": key, "mean": float(np.mean(err)), "std": _std(err), "n_seeds": len(err),
+                     "train_mean": float(np.mean(g.train_error.to_numpy(float))),
+                     "n_diverged": int(g.diverged.sum())})
+    return pd.DataFrame(rows)
+
+
+def edge_flags(best: tuple, grid: dict[str, list[float]]) -> list[str]:
+    """Hyper-parameters whose best value is the smallest or largest of its grid ("eta0 high").
+
+    A lower edge at 0 is not flagged: 0 is the natural end of such a range (gamma = 0 is no decay).
+    """
+    flags = []
+    for name, value in best:
+        vals = grid.get(name)
+        if not vals or len(set(vals)) < 2:
+            continue
+        lo, hi = min(vals), max(vals)
+        if math.isclose(value, hi, rel_tol=1e-6):
+            flags.append(f"{name} high")
+        elif math.isclose(value, lo, rel_tol=1e-6, abs_tol=1e-15) and lo != 0:
+            flags.append(f"{name} low")
+    return flags
+
+
+def table1(inp: Inputs, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame:
+    """One row per (benchmark, tuned method) present in the store."""
+    rows = []
+    df = inp.df
+    for bench in _benchmarks(df):
+        for method in common.method_order(df[df.benchmark == bench].optimizer.unique()):
+            if not inp.tuned(method):
+                continue
+            recs = df[(df.benchmark == bench) & (df.optimizer == method)]
+            scores = setting_scores(recs, tuning_seeds)
+            if scores.empty:
+                continue
+            best = scores.loc[scores["mean"].idxmin()]
+            tried: dict[str, set] = {}
+            for key in scores.setting:
+                for k, v in key:
+                    tried.setdefault(k, set()).add(v)
+            tried = {k: sorted(v) for k, v in tried.items()}
+            grid = inp.grids.get(method)
+            source = "conf/grid"
+            if grid is None:  # no grid file: the values the store holds are the grid we know of
+                grid, source = tried, "store"
+            flags = edge_flags(best.setting, grid)
+            # a partly run grid: also say when the best is at the edge of what was tried
+            flagged = {f.split()[0] for f in flags}
+            flags += [f"{f} (of tried)" for f in edge_flags(best.setting, tried)
+                      if f.split()[0] not in flagged and len(tried[f.split()[0]]) < len(grid.get(f.split()[0], []))]
+            paper_hp = inp.table1.get((bench, method))
+            # the tuned hyper-parameters: in the grid, in the paper's row, or varied in the store
+            shown = (set(grid) if source == "conf/grid" else set()) | set(paper_hp or {}) | {
+                k for k, v in tried.items() if len(v) > 1}
+            at_paper = scores[[common.matches(paper_hp, s) for s in scores.setting]] if paper_hp else scores.iloc[:0]
+            row = {"benchmark": bench, "method": method,
+                   "setting": common.setting_text(tuple((k, v) for k, v in best.setting if k in shown)),
+                   "setting_key": best.setting,  # the full key (every hp), for the other tables and figures
+                   "mean": best["mean"], "std": best["std"], "n_seeds": int(best["n_seeds"]),
+                   "train_mean": best["train_mean"],
+                   "paper": common.setting_text(tuple(paper_hp.items())) if paper_hp else "",
+                   "paper_setting_mean": float(at_paper["mean"].iloc[0]) if len(at_paper) else np.nan,
+                   "bold": bool(paper_hp) and common.matches(paper_hp, best.setting),
+                   "edge": "; ".join(flags),
+                   "n_settings_tried": len(scores), "grid_size": common.grid_size(grid), "grid_source": source,
+                   "epochs": float(recs.epochs.max()),
+                   "data_original": bool(recs.data_original.all())}
+            for k, v in best.setting:
+                row[f"hp_{k}"] = v
+            for k, v in (paper_hp or {}).items():
+                row[f"paper_{k}"] = v
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- Tables 2 and 3 -----------------------------------------------------------------------------
+def table23_records(inp: Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The records Tables 2 and 3 are computed from, with `setting_source` (paper / ours / untuned)."""
+    df = inp.df
+    if t1 is None:
+        t1 = table1(inp)
+    parts = []
+    for (bench, method), recs in df.groupby(["benchmark", "optimizer"], sort=False):
+        if inp.tuned(method):
+            paper_hp = inp.table1.get((bench, method))
+            if paper_hp:
+                keep = recs[[common.matches(paper_hp, s) for s in recs.setting]]
+                source = "paper"
+                if keep.empty:
+                    log.info("%s %s: no records at the paper's Table 1 setting (%s); not in Tables 2/3", bench,
+                             method, common.setting_text(tuple(paper_hp.items())))
+            else:  # the paper tuned no setting here (e.g. SMD on CIFAR): use our own Table 1 best
+                row = t1[(t1.benchmark == bench) & (t1.method == method)] if len(t1) else t1
+                if row.empty:
+                    continue
+                keep = recs[recs.setting == row.setting_key.iloc[0]]
+                source = "ours"
+        else:
+            counts = recs.groupby("setting", sort=False).size()
+            if len(counts) > 1:
+                log.info("%s %s: %d settings in the store; Tables 2/3 use the one with most seeds (%s)",
+                         bench, method, len(counts), common.setting_text(counts.idxmax()))
+            keep = recs[recs.setting == counts.idxmax()]
+            source = "untuned"
+        if len(keep):
+            parts.append(keep.assign(setting_source=source))
+    if not parts:
+        return df.iloc[:0].assign(setting_source=pd.Series(dtype=str))
+    return pd.concat(parts)
+
+
+def welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test; 1 for two identical constant samples, NaN when untestable."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return np.nan
+    if np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def mark_bold(samples: dict[str, np.ndarray], alpha: float = ALPHA) -> dict[str, tuple[bool, float]]:
+    """method -> (bold, p vs the best). Best = lowest mean; bold = best or Welch p >= alpha."""
+    means = {m: float(np.mean(v)) for m, v in samples.items() if len(v)}
+    finite = {m: v for m, v in means.items() if np.isfinite(v)}
+    if not finite:
+        return {m: (False, np.nan) for m in samples}
+    best = min(finite, key=finite.get)
+    out = {}
+    for m, v in samples.items():
+        if m == best:
+            out[m] = (True, 1.0)
+        else:
+            p = welch_p(samples[best], v)
+            out[m] = (bool(np.isfinite(p) and p >= alpha), p)
+    return out
+
+
+def table23(inp: Inputs, split: str, t1: pd.DataFrame | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+    """Long format: one row per (benchmark, method) with mean, std, n_seeds, paper, diff, bold, p_value."""
+    recs = table23_records(inp, t1)
+    col = f"{split}_error"
+    rows = []
+    for bench in _benchmarks(recs):
+        sub = recs[recs.benchmark == bench]
+        methods = common.method_order(sub.optimizer.unique())
+        samples = {m: sub[sub.optimizer == m].sort_values("seed")[col].to_numpy(float) for m in methods}
+        bold = mark_bold(samples, alpha)
+        best = min((m for m in methods if np.isfinite(np.mean(samples[m]))),
+                   key=lambda m: np.mean(samples[m]), default=None)
+        for m in methods:
+            g = sub[sub.optimizer == m]
+            x = samples[m]
+            paper = inp.paper.get((split, bench, m), np.nan)
+            mean = float(np.mean(x))
+            rows.append({"benchmark": bench, "method": m, "split": split, "mean": mean, "std": _std(x),
+                         "n_seeds": len(x), "n_diverged": int(g.diverged.sum()), "paper": paper,
+                         "diff": mean - paper if np.isfinite(paper) else np.nan, "bold": bold[m][0],
+                         "p_value": bold[m][1], "best": m == best, "setting": common.setting_text(g.setting.iloc[0]),
+                         "setting_source": g.setting_source.iloc[0], "epochs": float(g.epochs.max()),
+                         "data_original": bool(g.data_original.all()),
+                         "n_settings": common.n_settings(m, inp.grids, inp.table1, inp.df)})
+    return pd.DataFrame(rows)
+
+
+# -- writers ------------------------------------------------------------------------------------
+def _std(x: np.ndarray) -> float:
+    x = np.asarray(x, float)
+    return float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
+
+
+def _benchmarks(df: pd.DataFrame) -> list[str]:
+    present = set(df.benchmark) if len(df) else set()
+    return [b for b in common.BENCHMARKS if b in present] + sorted(present - set(common.BENCHMARKS))
+
+
+def _num(v: float, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if math.isinf(v):
+        return "inf"
+    return f"{v:.{digits}f}"
+
+
+def _signed(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{v:+.2f}"
+
+
+def _approx_mark(ok: bool) -> str:
+    return "" if ok else "†"
+
+
+def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
+    methods = common.method_order(t.method.unique())
+    head = f"| {'Table ' + str(number)} ({split} error) | " + " | ".join(label(m) for m in methods) + " |"
+    lines = [head, "|" + "---|" * (len(methods) + 1)]
+    for bench in _benchmarks(t):
+        sub = t[t.benchmark == bench].set_index("method")
+        ours, paper = [], []
+        for m in methods:
+            if m not in sub.index:
+                ours.append("")
+                paper.append("")
+                continue
+            r = sub.loc[m]
+            cell = f"{_num(r['mean'])} ± {_num(r['std'])}"
+            cell = f"**{cell}**" if r.bold else cell
+            ours.append(cell + _approx_mark(r.data_original) + _epochs_text(r.epochs)
+                        + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
+            paper.append(f"{_num(r.paper)} ({_signed(r['diff'])})" if np.isfinite(r.paper) else "–")
+        lines.append(f"| {bench} ours (n={_seeds_text(sub)}) | " + " | ".join(ours) + " |")
+        lines.append(f"| {bench} paper (diff) | " + " | ".join(paper) + " |")
+    settings = [_settings_of(t, m) for m in methods]
+    lines.append("| #settings | " + " | ".join(settings) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _epochs_text(epochs: float) -> str:
+    """" (0.2 ep.)" for a cell not trained for the paper's 6 epochs (a probe or quick run), else ""."""
+    return "" if pd.isna(epochs) or float(epochs) == PAPER_EPOCHS else f" ({float(epochs):g} ep.)"
+
+
+def _seeds_text(sub: pd.DataFrame) -> str:
+    ns = sorted({int(n) for n in sub.n_seeds})
+    return "/".join(map(str, ns))
+
+
+def _settings_of(t: pd.DataFrame, method: str) -> str:
+    ours = t[t.method == method].n_settings.dropna()
+    ours_txt = str(int(ours.iloc[0])) if len(ours) else "?"
+    paper = common.PAPER_SETTINGS.get(method)
+    return ours_txt + (f" (paper {paper})" if paper is not None and paper != (int(ours.iloc[0]) if len(ours) else None)
+                       else "")
+
+
+def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
+    methods = common.method_order(t.method.unique())
+    lines = [r"\begin{tabular}{l" + "r" * len(methods) + "}", r"\toprule",
+             " & ".join([""] + [_tex(label(m)) for m in methods]) + r" \\", r"\midrule"]
+    for bench in _benchmarks(t):
+        sub = t[t.benchmark == bench].set_index("method")
+        ours, paper = [], []
+        for m in methods:
+            if m not in sub.index:
+                ours.append("")
+                paper.append("")
+                continue
+            r = sub.loc[m]
+            cell = f"{_num(r['mean'])} \\pm {_num(r['std'])}"
+            cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
+            ours.append(cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_epochs_text(r.epochs)))
+            paper.append(rf"{{\scriptsize {_num(r.paper)} ({_signed(r['diff'])})}}" if np.isfinite(r.paper) else "")
+        lines.append(f"{bench} & " + " & ".join(ours) + r" \\")
+        lines.append(r"{\scriptsize paper} & " + " & ".join(paper) + r" \\")
+    lines += [r"\midrule", r"\#settings & " + " & ".join(_tex(_settings_of(t, m)) for m in methods) + r" \\",
+              r"\bottomrule", r"\end{tabular}"]
+    caption = (f"% Table {number}: final {split} error after 6 epochs, mean $\\pm$ std over seeds; bold: best and "
+               f"not significantly different from it (Welch's t-test, p = {ALPHA}); small: the paper's value "
+               "(ours minus paper). $^\\dagger$: data not the original files (approximate CIFAR copy).")
+    return caption + "\n" + "\n".join(lines) + "\n"
+
+
+def table1_markdown(t: pd.DataFrame) -> str:
+    lines = [("| Benchmark | Method | our best setting | test error (first 2 seeds) | paper's setting | "
+             "ours at paper's setting | settings tried / grid | edge of grid |"),
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        same = " (same)" if r.bold else ""
+        lines.append(f"| {r.benchmark}{_epochs_text(r.epochs)} | {label(r.method)} | {r.setting} | {_num(r['mean'])} ± {_num(r['std'])}"
+                     f"{_approx_mark(r.data_original)} | {r.paper or '–'}{same} | {_num(r.paper_setting_mean)} | "
+                     f"{r.n_settings_tried} / {r.grid_size} ({r.grid_source}) | {r.edge or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def table1_latex(t: pd.DataFrame) -> str:
+    lines = [r"\begin{tabular}{llllrrl}", r"\toprule",
+             r"Benchmark & Method & best setting & paper's setting & test err. & at paper's & edge \\", r"\midrule"]
+    for _, r in t.iterrows():
+        lines.append(" & ".join([r.benchmark, _tex(label(r.method)), _tex(r.setting), _tex(r.paper or "--"),
+                                 f"${_num(r['mean'])} \\pm {_num(r['std'])}$", _num(r.paper_setting_mean),
+                                 _tex(r.edge or "")]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "% Table 1: best grid setting per benchmark and baseline (lowest mean test error over 2 seeds)\n" + \
+        "\n".join(lines) + "\n"
+
+
+def _tex(s: str) -> str:
+    return str(s).replace("_", r"\_").replace("#", r"\#").replace("%", r"\%")
+
+
+def write_all(inp: Inputs, out: Path) -> list[Path]:
+    """Write results/table{1,2,3}.{md,tex,csv}; returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if inp.df.empty:
+        log.warning("the store holds no records: no tables written")
+        return written
+    t1 = table1(inp)
+    if t1.empty:
+        log.warning("no tuned method (SGD, AdaGrad, ...) in the store: Table 1 skipped")
+    else:
+        written += _write(out / "table1", t1, table1_markdown(t1), table1_latex(t1))
+    for number, split in SPLITS.items():
+        t = table23(inp, split, t1)
+        if t.empty:
+            log.warning("no records for Table %d", number)
+            continue
+        md = table23_markdown(t, split, number)
+        md += ("\nBold: best, and every method not significantly different from it (Welch's t-test, "
+               f"p >= {ALPHA}). Cells: mean ± std over seeds; below: the paper's value (ours minus paper). "
+               "† computed on data files that are not the originals (data_original False: the approximate CIFAR copy).\n")
+        written += _write(out / f"table{number}", t, md, table23_latex(t, split, number))
+    return written
+
+
+def _write(stem: Path, t: pd.DataFrame, md: str, tex: str) -> list[Path]:
+    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    t.drop(columns=["setting_key"], errors="ignore").to_csv(paths[0], index=False)
+    paths[1].write_text(md)
+    paths[2].write_text(tex)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    from experiments import results
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--out", default="results")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for p in write_all(Inputs.from_frame(results.load(args.store)), Path(args.out)):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Today's tuning-free optimizers (PyPI ``torch.optim.Optimizer`` classes) on the paper's MLP benchmarks.
+
+Issue 9 ("beyond the paper") puts Adam, D-Adaptation, Prodigy, Schedule-Free, DoG and COCOB on the
+paper's own table, at their published defaults and through their own implementations (no rewrite of
+their math). They are ``torch.optim.Optimizer`` objects, not pure rules, so they get their own
+trainer path here, :func:`train_torch_members`, which returns the same
+:class:`experiments.trainer.MemberResult` objects as :func:`experiments.trainer.train_ensemble` and
+shares everything else with it: the Glorot init (:func:`experiments.mlp.glorot_init`, one generator
+per member), the per-member sample order (a generator seeded ``seed + 7919``, a fresh
+``torch.randperm(N)`` every epoch), the loss and its hand-written gradient
+(:meth:`EnsembleMLP.loss_and_grads`: cross-entropy or 1/2 ||x - y||^2, plus lambda/2 ||W||^2 on the
+weights only), the evaluation (:meth:`EnsembleMLP.evaluate`) and the checkpoints
+(:func:`experiments.trainer.checkpoint_steps`).
+
+How K members share one computation depends on the optimizer (see ``docs/beyond.md``):
+
+* **stacked** (``needs_per_member=False``): the optimizer is element-wise, so one instance over the
+  K-stacked parameters ``[K, ...]`` is exactly K independent instances (Adam, SGD/AdamW
+  Schedule-Free, COCOB; ``tests/test_beyond.py`` checks it against K separate runs). Members with
+  different hyper-parameters get one instance per distinct setting, over contiguous slices.
+* **per member** (``needs_per_member=True``): the optimizer pools statistics over all its parameters
+  (D-Adaptation's and Prodigy's distance estimate ``d``, DoG's ``max ||x - x0|| / sqrt(sum ||g||^2)``),
+  so each member gets its own instance over *views* ``P[k]`` of the stacked parameters. The forward and
+  backward pass stay one batched computation; only ``optimizer.step()`` is a Python loop over members.
+
+Schedule-Free's parameters are the interpolation point ``y`` during training: ``optimizer.eval()``
+switches them to the averaged ``x`` before every evaluation and ``optimizer.train()`` back after it,
+as its authors require.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from experiments.data import Dataset
+from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
+from experiments.trainer import CHECK_EVERY, Member, MemberResult, checkpoint_steps
+
+ORDER_SEED_OFFSET = 7919  # experiments.trainer seeds each member's sample order with seed + 7919
+
+
+class TorchOptimizer(NamedTuple):
+    """A PyPI optimizer as the harness sees it: ``factory(params, **hp)`` and how members share it."""
+
+    factory: Callable[..., torch.optim.Optimizer]
+    needs_per_member: bool  # True: statistics pooled over all parameters, one instance per member
+    schedule_free: bool = False  # True: call .train() before stepping and .eval() before evaluating
+    package: str = "torch"  # the pip package that provides it (the `beyond` extra)
+    cls: str = ""  # "module:Class"
+    doc: str = ""
+
+
+def _lazy(spec: str) -> Callable[..., torch.optim.Optimizer]:
+    """A factory that imports ``module:Class`` on first use (the packages are an optional extra)."""
+    name = spec.split(":")[1]
+
+    def factory(params, **hp):
+        return _resolve(spec)(params, **hp)
+
+    factory.__qualname__ = factory.__name__ = f"make_{name}"
+    return factory
+
+
+def _resolve(spec: str) -> type:
+    module, name = spec.split(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ValueError(
+            f"optimizer class {spec} needs the package {module.split('.')[0]!r}, which is not installed ({exc}). "
+            "Install the optional extra: pip install -e '.[beyond]'."
+        ) from None
+
+
+def _entry(cls: str, package: str, needs_per_member: bool, doc: str, schedule_free: bool = False) -> TorchOptimizer:
+    return TorchOptimizer(_lazy(cls), needs_per_member, schedule_free, package, cls, doc)
+
+
+# name -> (factory, needs_per_member, ...). Every optimizer at its package's defaults (hp = {}).
+REGISTRY: dict[str, TorchOptimizer] = {
+    "adam": _entry("torch.optim:Adam", "torch", False,
+                   "Adam (Kingma & Ba 2015), lr 1e-3: element-wise moments, stacked."),
+    "dadapt_sgd": _entry("dadaptation:DAdaptSGD", "dadaptation", True,
+                         "D-Adaptation SGD (Defazio & Mishchenko 2023), lr 1.0: one global d per instance."),
+    "dadapt_adam": _entry("dadaptation:DAdaptAdam", "dadaptation", True,
+                          "D-Adaptation Adam, lr 1.0: one global d per instance."),
+    "prodigy": _entry("prodigyopt:Prodigy", "prodigyopt", True,
+                      "Prodigy (Mishchenko & Defazio 2024), lr 1.0: one global d per instance."),
+    "sgd_schedulefree": _entry("schedulefree:SGDScheduleFree", "schedulefree", False,
+                               "Schedule-Free SGD (Defazio et al. 2024), lr 1.0, momentum 0.9: element-wise "
+                               "(its averaging weights depend on the step and lr only), stacked.", True),
+    "adamw_schedulefree": _entry("schedulefree:AdamWScheduleFree", "schedulefree", False,
+                                 "Schedule-Free AdamW, lr 0.0025: element-wise, stacked.", True),
+    "dog": _entry("dog:DoG", "dog-optimizer", True,
+                  "DoG (Ivgi, Hinder & Carmon 2023): one global step size per parameter group."),
+    "cocob": _entry("parameterfree:COCOB", "parameterfree", False,
+                    "COCOB-Backprop (Orabona & Tommasi 2017), alpha 100: per-coordinate betting, stacked."),
+}
+
+
+def get_optimizer(name: str) -> TorchOptimizer:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown torch optimizer {name!r}. Available: {', '.join(sorted(REGISTRY))}.") from None
+
+
+def check_hp(name: str, hp: Mapping[str, Any]) -> dict[str, Any]:
+    """Check hyper-parameter names against the optimizer's constructor (ValueError naming the fix)."""
+    opt = get_optimizer(name)
+    sig = inspect.signature(_resolve(opt.cls).__init__)
+    allowed = [p for p in sig.parameters if p not in ("self", "params")]
+    unknown = sorted(set(hp) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Unknown hyper-parameter(s) {unknown} for optimizer {name} ({opt.cls}); it accepts: {', '.join(allowed)}. "
+            "The issue-9 runs use the published defaults: leave optimizer.hp empty."
+        )
+    return dict(hp)
+
+
+def make_optimizers(
+    name: str, params: Sequence[Tensor], hps: Sequence[Mapping[str, Any]], *, per_member: bool | None = None
+) -> list[tuple[list[int], torch.optim.Optimizer]]:
+    """Optimizers over K-stacked ``params``: a list of (member indices, optimizer).
+
+    Per-member optimizers get views ``p[k]``; element-wise ones one instance per run of equal settings
+    over the slice ``p[a:b]`` (a view, so the stacked tensors are updated in place). ``per_member=True``
+    forces one instance per member for any optimizer (to measure what stacking saves); ``False`` for an
+    optimizer that needs per-member instances is refused (it would pool statistics across members).
+    """
+    opt = get_optimizer(name)
+    if per_member is False and opt.needs_per_member:
+        raise ValueError(f"{name} pools statistics over all its parameters: it cannot be stacked across members; "
+                         "use per_member=None or True.")
+    per_member = opt.needs_per_member if per_member is None else per_member
+    K = params[0].shape[0]
+    if len(hps) != K:
+        raise ValueError(f"{len(hps)} hyper-parameter settings for {K} members")
+    hps = [check_hp(name, h) for h in hps]
+    out: list[tuple[list[int], torch.optim.Optimizer]] = []
+    if per_member:
+        for k in range(K):
+            out.append(([k], opt.factory([p[k] for p in params], **hps[k])))
+    else:
+        a = 0
+        while a < K:
+            b = a + 1
+            while b < K and hps[b] == hps[a]:
+                b += 1
+            out.append((list(range(a, b)), opt.factory([p[a:b] for p in params], **hps[a])))
+            a = b
+    if opt.schedule_free:
+        for _, o in out:
+            o.train()
+    return out
+
+
+def set_grads(groups, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
+    """Point every optimizer's parameters' ``.grad`` at the matching slices of the stacked gradients."""
+    for idx, o in groups:
+        a, b = idx[0], idx[-1] + 1
+        for p, g in zip(o.param_groups[0]["params"], grads):
+            p.grad = g[a] if p.dim() == g.dim() - 1 else g[a:b]
+
+
+def guarded_step(o: torch.optim.Optimizer, *, any_error: bool = False) -> bool:
+    """``o.step()``; False (and no step) when it raises on a member whose parameters or gradients are
+    no longer finite (DoG asserts ``G > 0``, which fails on NaN), else the error propagates.
+
+    ``any_error=True`` also turns an error on finite values into False (the unit suite counts it as a
+    failure of that run: DAdaptSGD divides by the first gradient's norm and raises ZeroDivisionError
+    when that gradient is exactly 0, e.g. under mask-out noise)."""
+    try:
+        o.step()
+        return True
+    except (AssertionError, RuntimeError, ValueError, ZeroDivisionError):
+        ps = o.param_groups[0]["params"]
+        finite = all(bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all())) for p in ps)
+        if finite and not any_error:
+            raise
+        return False
+
+
+def effective_rate(o: torch.optim.Optimizer) -> float | None:
+    """The global step size a per-member optimizer uses now, where it has one (for the curves)."""
+    g = o.param_groups[0]
+    if "d" in g:  # D-Adaptation, Prodigy: step size d * lr
+        return float(g["d"]) * float(g["lr"])
+    if "eta" in g:  # DoG: eta_t = max||x - x0|| / sqrt(sum ||g||^2)
+        eta = g["eta"]
+        return float(eta[0] if isinstance(eta, (list, tuple)) else eta)
+    return None
+
+
+def train_torch_members(
+    spec: MLPSpec,
+    optimizer_name: str,
+    members: Sequence[Member],
+    data: Dataset,
+    *,
+    epochs: float = 6,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    eval_subset: int = 10_000,
+    per_member: bool | None = None,
+) -> list[MemberResult]:
+    """Train ``members`` with a PyPI optimizer; one :class:`MemberResult` per member (input order).
+
+    ``Member.hp`` holds constructor keyword arguments (empty = the package's defaults). A member whose
+    parameters become non-finite is recorded as diverged at the check that found it (every
+    ``CHECK_EVERY`` steps, as in the trainer) and is not stepped again. ``per_member`` as in
+    :func:`make_optimizers` (None: the registry's choice).
+    """
+    start = time.perf_counter()
+    opt_info = get_optimizer(optimizer_name)
+    K = len(members)
+    if K == 0:
+        return []
+    model = EnsembleMLP(spec)
+    data = data.to(device, dtype)
+    N = data.n_train
+    x_train, y_train = data.x_train, data.y_train
+    mse = spec.loss == "mse"
+
+    params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
+    groups = make_optimizers(optimizer_name, params, [m.hp for m in members], per_member=per_member)
+    order_gens = [torch.Generator().manual_seed(int(m.seed) + ORDER_SEED_OFFSET) for m in members]
+
+    total_steps = round(N * epochs)  # as experiments.trainer (round of a float is an int)
+    checkpoints = set(checkpoint_steps(N, epochs))
+    curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
+    final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
+    alive = [True] * K
+    sub_tr = slice(0, min(eval_subset, N))
+    sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
+    fail_error = float("inf") if mse else 100.0
+
+    def evaluate_into(step: int, last: bool) -> None:
+        if opt_info.schedule_free:
+            for _, o in groups:
+                o.eval()  # parameters <- the averaged point x
+        tr = sub_tr if not last else slice(None)
+        te = sub_te if not last else slice(None)
+        tr_err, tr_loss = model.evaluate(params, x_train[tr], y_train[tr])
+        te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
+        rates = {idx[0]: effective_rate(o) for idx, o in groups if len(idx) == 1}
+        for k in range(K):
+            if not alive[k]:
+                continue
+            point = {"step": step, "epoch": step / N, "train_error": float(tr_err[k]), "test_error": float(te_err[k]),
+                     "train_loss": float(tr_loss[k]), "test_loss": float(te_loss[k])}
+            if rates.get(k) is not None:
+                point.update(rate_min=rates[k], rate_median=rates[k], rate_max=rates[k])
+            curves[k].append(point)
+            if last:
+                final[k] = (float(tr_err[k]), float(te_err[k]), float(tr_loss[k]), float(te_loss[k]), False, None)
+        if opt_info.schedule_free:
+            for _, o in groups:
+                o.train()  # parameters <- the gradient point y
+
+    step = 0
+    perm = None
+    while step < total_steps:
+        if step % N == 0:  # a new epoch: every member draws its own order (as in the trainer)
+            perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in range(K)]).to(device)
+        idx = perm[:, step % N]
+        x = x_train[idx]
+        target = x if mse else y_train[idx]
+        _, grads, _ = model.loss_and_grads(params, x, target)
+        set_grads(groups, params, grads)
+        for members_idx, o in groups:
+            if len(members_idx) == 1:
+                k = members_idx[0]
+                if alive[k] and not guarded_step(o):  # the optimizer refused a non-finite member
+                    alive[k] = False
+                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step + 1)
+            else:
+                o.step()
+        step += 1
+
+        if step % CHECK_EVERY == 0 or step == total_steps:
+            ok = torch.stack([torch.isfinite(p.reshape(K, -1)).all(dim=1) for p in params]).all(dim=0).tolist()
+            for k in range(K):
+                if alive[k] and not ok[k]:
+                    alive[k] = False
+                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step)
+            if not any(alive):
+                break
+        if step in checkpoints:
+            evaluate_into(step, last=step == total_steps)
+
+    wall = time.perf_counter() - start
+    return [MemberResult(m, *final[k], curves[k], wall / K, wall, K, total_steps) for k, m in enumerate(members)]

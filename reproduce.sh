@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Reproduce the paper's tables and figures:  ./reproduce.sh TARGET [hydra overrides...]
+# Runs what the results store is missing (the runner skips members already there), then the analysis
+# (python -m analysis), then prints where the outputs are.  ./reproduce.sh --help lists the targets.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+# Exact versions the project is tested with (the one place they are written; README and .ci/run call `setup`).
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+
+usage() {
+  cat <<'EOF'
+Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=cuda seeds=2]
+
+Targets (expected wall time on this project's 2-core CPU machine; TODO(lead): fill in from measurements):
+  quick      M0 and C0 with every method, 2 seeds, and the noisy quadratic; then the analysis
+             (the README's first command; the issue asks for about 10 min)       TODO(lead)
+  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    TODO(lead)
+  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   TODO(lead)
+  table3     same runs as table2 (final test error instead of train)                     TODO(lead)
+  fig2       the non-stationary quadratic of Fig. 2                                      TODO(lead)
+  suite_1d   the 1-D test-function suite                                                 TODO(lead)
+  figures    no runs: only the analysis (tables and figures from what the store holds)   TODO(lead)
+  all        table1, table2, table3, fig2 and suite_1d, then the analysis                TODO(lead)
+  setup      create .venv with the pinned torch and the project (python3 -m venv)        TODO(lead)
+  test       the test suite (pytest; creates .venv first when missing); extra args go to pytest
+
+Environment:
+  PYTHON=path   the interpreter to use (default: .venv/bin/python; python3 if it already has the project's
+                dependencies; otherwise `setup` runs first)
+  STORE=path    results store (default: the runner's, <project>/store)
+  OUT=path      where tables and figures go (default: results)
+
+Outputs: results/table{1,2,3}.{md,tex,csv}, results/fidelity.md, results/figures/*.{png,pdf}.
+A run that is interrupted loses nothing: run the same command again and it resumes.
+EOF
+}
+
+# The one place the environment is built (README and .ci/run call `./reproduce.sh setup`).
+setup() {
+  if [[ ! -x .venv/bin/python ]]; then
+    echo "[reproduce] creating .venv (python3 -m venv) and installing the project with ${TORCH_PINS[*]}"
+    python3 -m venv .venv
+  fi
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet "${TORCH_PINS[@]}" -e '.[dev]'
+  echo "[reproduce] environment ready: $ROOT/.venv/bin/python"
+}
+
+find_python() {
+  if [[ -n "${PYTHON:-}" ]]; then
+    echo "$PYTHON"
+  elif [[ -x .venv/bin/python ]]; then
+    echo ".venv/bin/python"
+  elif command -v python3 >/dev/null && python3 -c "import torch, hydra, pandas, scipy, matplotlib" 2>/dev/null; then
+    echo "python3"
+  else
+    setup >&2
+    echo ".venv/bin/python"
+  fi
+}
+
+run_experiment() {  # run_experiment NAME [overrides...]
+  local name="$1"; shift
+  local store_arg=()
+  [[ -n "${STORE:-}" ]] && store_arg=("store=$STORE")
+  echo "[reproduce] $PY -m experiments.run experiment=$name ${store_arg[*]} $*"
+  local t0=$SECONDS
+  "$PY" -m experiments.run "experiment=$name" ${store_arg[@]+"${store_arg[@]}"} "$@"
+  echo "[reproduce] experiment=$name done in $((SECONDS - t0)) s"
+}
+
+analysis() {
+  local args=(--out "${OUT:-results}")
+  [[ -n "${STORE:-}" ]] && args+=(--store "$STORE")
+  echo "[reproduce] $PY -m analysis ${args[*]}"
+  "$PY" -m analysis "${args[@]}"
+}
+
+target="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$target" in
+  -h|--help|help) usage; exit 0 ;;
+  "") usage >&2; echo "error: no target given; choose one of the targets above." >&2; exit 2 ;;
+  setup) setup; exit 0 ;;
+  test)
+    PY="$(find_python)"
+    "$PY" -c "import vsgd, hydra, pytest" 2>/dev/null || { setup; PY=.venv/bin/python; }
+    echo "[reproduce] $PY -m pytest $*"
+    WANDB_MODE=disabled exec "$PY" -m pytest "$@" ;;
+  quick|table1|table2|table3|fig2|suite_1d|figures|all) ;;
+  *) echo "error: unknown target '$target'. Targets: quick table1 table2 table3 fig2 suite_1d figures all setup test" \
+          "(see ./reproduce.sh --help)." >&2; exit 2 ;;
+esac
+
+PY="$(find_python)"
+start=$SECONDS
+case "$target" in
+  quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;
+  table1|table2|table3|suite_1d) run_experiment "$target" "$@" ;;
+  fig2) run_experiment fig2_nonstationary "$@" ;;
+  figures) ;;
+  all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done ;;
+esac
+analysis
+echo "[reproduce] target '$target' finished in $((SECONDS - start)) s; tables in ${OUT:-results}/, figures in ${OUT:-results}/figures/"

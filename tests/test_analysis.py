@@ -1,0 +1,272 @@
+"""The analysis on the checked-in fixture store (tests/fixtures/records, written by tests/fixtures/make_fixtures.py).
+
+Expected values are recomputed here from the raw JSON records by plain code, never copied in.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import common, fidelity, tables
+from analysis.__main__ import run as run_analysis
+from experiments import results
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+STORE = FIXTURES / "records"
+GRIDS = FIXTURES / "grid"
+
+
+@pytest.fixture(scope="module")
+def inp() -> tables.Inputs:
+    return tables.Inputs.from_frame(results.load(STORE, with_curves=True), grid_dir=GRIDS)
+
+
+@pytest.fixture(scope="module")
+def raw() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(STORE.glob("*/*/*.json"))]
+
+
+def paper_rows() -> list[dict]:
+    with open(common.REFERENCE / "paper_table1.csv") as f:
+        return list(csv.DictReader(f))
+
+
+# -- Table 1 ------------------------------------------------------------------------------------
+def test_table1_one_row_per_benchmark_and_tuned_method(inp, raw):
+    t1 = tables.table1(inp)
+    expected = {(r["benchmark"], r["optimizer"]) for r in raw if not r["optimizer"].startswith("vsgd")}
+    assert set(zip(t1.benchmark, t1.method)) == expected
+    assert {"benchmark", "method", "mean", "std", "n_seeds", "paper", "bold", "edge"} <= set(t1.columns)
+
+
+def test_table1_best_is_lowest_mean_test_error_over_first_two_seeds(inp, raw):
+    by_setting = defaultdict(list)
+    for r in raw:
+        by_setting[(r["benchmark"], r["optimizer"], tuple(sorted(r["hp"].items())))].append((r["seed"], r["test_error"]))
+    best = {}
+    for (b, m, hp), runs in by_setting.items():
+        score = np.mean([e for _, e in sorted(runs)[:2]])
+        if m.startswith("vsgd"):
+            continue
+        if (b, m) not in best or score < best[(b, m)][1]:
+            best[(b, m)] = (dict(hp), score)
+    t1 = tables.table1(inp)
+    for _, row in t1.iterrows():
+        hp, score = best[(row.benchmark, row.method)]
+        assert row["mean"] == pytest.approx(score)
+        assert all(row[f"hp_{k}"] == pytest.approx(v) for k, v in hp.items())
+        assert row.n_seeds == 2
+
+
+def test_edge_flags_on_a_grid():
+    grid = {"eta0": [0.01, 0.03, 0.1], "gamma": [0.0, 0.5, 1.0], "tau": [10.0]}
+    assert tables.edge_flags((("eta0", 0.1), ("gamma", 0.5)), grid) == ["eta0 high"]
+    assert tables.edge_flags((("eta0", 0.01), ("gamma", 1.0)), grid) == ["eta0 low", "gamma high"]
+    assert tables.edge_flags((("eta0", 0.03), ("gamma", 0.0), ("tau", 10.0)), grid) == []  # 0 and 1-value grids
+
+
+def test_edge_flags_in_table1(inp):
+    t1 = tables.table1(inp).set_index(["benchmark", "method"])
+    grid = common.load_grid("sgd", GRIDS)
+    c0 = t1.loc[("C0", "sgd")]
+    assert c0.hp_eta0 == min(grid["eta0"]) and "eta0 low" in c0.edge  # best at the grid's low end
+    m0 = t1.loc[("M0", "sgd")]
+    assert min(grid["eta0"]) < m0.hp_eta0 < max(grid["eta0"]) and "eta0" not in m0.edge
+    assert m0.grid_size == math.prod(len(v) for v in grid.values()) and m0.grid_source == "conf/grid"
+    # AdaGrad has no grid file here: its grid is what the store holds, and C0's best is that grid's low end
+    ada = t1.loc[("C0", "adagrad")]
+    assert ada.grid_source == "store" and "eta0 low" in ada.edge
+
+
+def test_missing_grid_dir_is_not_fatal():
+    inp = tables.Inputs.from_frame(results.load(STORE), grid_dir=FIXTURES / "no-such-dir")
+    t1 = tables.table1(inp)
+    assert len(t1) and set(t1.grid_source) == {"store"}
+
+
+# -- Tables 2 and 3 -----------------------------------------------------------------------------
+def test_table23_records_are_at_the_papers_setting(inp, raw):
+    recs = tables.table23_records(inp)
+    paper = {(r["benchmark"], r["method"]): r for r in paper_rows()}
+    for (b, m), g in recs.groupby(["benchmark", "optimizer"]):
+        if m.startswith("vsgd"):
+            assert len(g) == sum(r["benchmark"] == b and r["optimizer"] == m for r in raw)
+            continue
+        row = paper[(b, m)]
+        assert np.allclose(g.hp_eta0, float(row["eta0"]))
+        if row["gamma_times_ntrain"]:
+            assert np.allclose(g.hp_gamma, float(row["gamma_times_ntrain"]))
+        assert set(g.setting_source) == {"paper"}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_bold_matches_a_welch_test_by_hand(inp, split):
+    t = tables.table23(inp, split)
+    recs = tables.table23_records(inp)
+    n_nonbest_bold = n_nonbest_plain = 0
+    for bench, sub in t.groupby("benchmark"):
+        samples = {m: recs[(recs.benchmark == bench) & (recs.optimizer == m)][f"{split}_error"].to_numpy(float)
+                   for m in sub.method}
+        best = min(samples, key=lambda m: samples[m].mean())
+        assert sub.set_index("method").loc[best, "best"]
+        a = samples[best]
+        for m, b in samples.items():
+            row = sub.set_index("method").loc[m]
+            assert row["mean"] == pytest.approx(b.mean()) and row["std"] == pytest.approx(b.std(ddof=1))
+            assert row.n_seeds == len(b)
+            if m == best:
+                assert row.bold
+                continue
+            va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)  # Welch's t and Welch-Satterthwaite df
+            t_stat = (a.mean() - b.mean()) / math.sqrt(va + vb)
+            df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+            p = 2 * stats.t.sf(abs(t_stat), df)
+            assert row.p_value == pytest.approx(p, rel=1e-6)
+            assert row.bold == (p >= tables.ALPHA)
+            n_nonbest_bold += row.bold
+            n_nonbest_plain += not row.bold
+    if split == "test":  # the fixture is built to have both cases
+        assert n_nonbest_bold > 0 and n_nonbest_plain > 0
+
+
+def test_welch_edge_cases():
+    assert tables.welch_p(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 1.0
+    assert tables.welch_p(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == 0.0
+    assert math.isnan(tables.welch_p(np.array([1.0]), np.array([2.0, 3.0])))
+
+
+def test_table23_paper_values_and_settings_row(inp):
+    t = tables.table23(inp, "test")
+    paper = pd.read_csv(common.REFERENCE / "paper_tables.csv")
+    for _, r in t.iterrows():
+        p = paper[(paper.split == "test") & (paper.benchmark == r.benchmark) & (paper.method == r.method)].value
+        assert r.paper == pytest.approx(float(p.iloc[0]))
+        assert r["diff"] == pytest.approx(r["mean"] - r.paper)
+    n = t.drop_duplicates("method").set_index("method").n_settings
+    assert n["vsgd_l"] == 1 and n["vsgd_b"] == 1
+    assert n["sgd"] == common.grid_size(common.load_grid("sgd", GRIDS))
+    assert n["adagrad"] == common.PAPER_SETTINGS["adagrad"]  # no grid file: the paper's count
+
+
+def test_written_tables(inp, tmp_path):
+    paths = tables.write_all(inp, tmp_path)
+    assert {p.name for p in paths} == {f"table{i}.{e}" for i in (1, 2, 3) for e in ("csv", "md", "tex")}
+    t3 = pd.read_csv(tmp_path / "table3.csv")
+    assert {"benchmark", "method", "mean", "std", "n_seeds", "paper", "bold"} <= set(t3.columns)
+    md = (tmp_path / "table3.md").read_text().splitlines()
+    n_bench = t3.benchmark.nunique()
+    body = [line for line in md if line.startswith("| ") and not line.startswith("| Table")]
+    assert len(body) == 2 * n_bench + 1 and body[-1].startswith("| #settings")
+    n_methods = t3.method.nunique()
+    assert all(line.count("|") == n_methods + 2 for line in body)
+    assert sum(line.count("**") for line in md) == 2 * int(t3.bold.sum())
+    tex = (tmp_path / "table3.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\mathbf") == int(t3.bold.sum())
+    assert "†" in (tmp_path / "table3.md").read_text()  # C0 is on the approximate copy in the fixture
+
+
+# -- fidelity -----------------------------------------------------------------------------------
+def test_t_interval_matches_scipy():
+    x = np.array([7.4, 7.6, 7.5, 7.7, 7.3])
+    lo, hi = fidelity.t_interval(x.mean(), x.std(ddof=1), len(x))
+    ref = stats.t.interval(0.99, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert (lo, hi) == pytest.approx(ref)
+    assert all(math.isnan(v) for v in fidelity.t_interval(7.5, np.nan, 1))
+
+
+def test_fidelity_verdicts():
+    t = pd.DataFrame([
+        {"benchmark": "M0", "method": "a", "mean": 7.5, "std": 0.1, "n_seeds": 10, "paper": 7.52, "diff": -0.02,
+         "data_original": True},
+        {"benchmark": "M0", "method": "b", "mean": 7.5, "std": 0.1, "n_seeds": 10, "paper": 8.0, "diff": -0.5,
+         "data_original": True},
+        {"benchmark": "C0", "method": "a", "mean": 61.0, "std": np.nan, "n_seeds": 1, "paper": 61.06, "diff": -0.06,
+         "data_original": False},
+    ])
+    c = fidelity.cells({3: t}).set_index(["benchmark", "method"])
+    half = stats.t.ppf(0.995, 9) * 0.1 / math.sqrt(10)
+    assert c.loc[("M0", "a"), "ci_high"] == pytest.approx(7.5 + half)
+    assert c.loc[("M0", "a"), "verdict"] == "inside" and c.loc[("M0", "b"), "verdict"] == "outside"
+    assert c.loc[("C0", "a"), "verdict"] == "untestable" and c.loc[("C0", "a"), "approx_data"]
+    r = fidelity.rankings({3: t})
+    assert r.iloc[0].ours == "a < b" or r.iloc[0].ours == "b < a"  # equal means: stable order
+    assert r.iloc[0].paper == "a < b"
+
+
+# -- figures and the whole command --------------------------------------------------------------
+def test_figures_and_main_write_every_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "GRID_DIR", GRIDS)
+    monkeypatch.setattr(tables.common, "GRID_DIR", GRIDS)
+    written, failed = run_analysis(STORE, tmp_path)
+    assert failed == []
+    names = {p.name for p in written}
+    for f in ("fig3_mnist_train_vs_test", "supp_fig4_cifar_train_vs_test", "supp_fig5_all_train_vs_test",
+              "supp_fig6_learning_rates", "supp_fig7_test_all_settings", "supp_fig8_train_all_settings"):
+        for ext in ("png", "pdf"):
+            assert f"{f}.{ext}" in names
+            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 5000
+    assert {"table1.md", "table2.tex", "table3.csv", "fidelity.md"} <= names
+
+
+def test_empty_store_writes_nothing_and_does_not_fail(tmp_path):
+    written, failed = run_analysis(tmp_path / "empty-store", tmp_path / "out")
+    assert written == [] and failed == []
+
+
+# -- ./reproduce.sh -----------------------------------------------------------------------------
+def test_reproduce_sh_help_and_unknown_target():
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "reproduce.sh"
+    ok = subprocess.run(["bash", str(script), "--help"], check=False, capture_output=True, text=True)
+    assert ok.returncode == 0
+    for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "all"):
+        assert f"  {target} " in ok.stdout
+    bad = subprocess.run(["bash", str(script), "no-such-target"], check=False, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown target 'no-such-target'" in bad.stderr
+    assert bad.stderr.count("\n") == 1  # one clear error, no usage dump, no traceback
+
+
+def test_other_modules_are_called_through_the_documented_entry_points(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import analysis.__main__ as entry
+
+    calls = {}
+
+    def draw_all(store, out):
+        calls["draw_all"] = (store, out)
+        return [out / "a.png"]
+
+    def cli_main(argv=None):
+        calls["cli"] = argv
+
+    def missing(store, out):
+        raise FileNotFoundError(store / "synthetic" / "x.npz")
+
+    def broken(store, out):
+        raise RuntimeError("bug")
+
+    fakes = {"fake_draw_all": {"draw_all": draw_all}, "fake_cli": {"main": cli_main},
+             "fake_missing": {"main": missing}, "fake_broken": {"main": broken}}
+    for name, attrs in fakes.items():
+        mod = types.ModuleType(f"analysis.{name}")
+        for k, v in attrs.items():
+            setattr(mod, k, v)
+        monkeypatch.setitem(sys.modules, f"analysis.{name}", mod)
+    monkeypatch.setattr(entry, "EXTERNAL", tuple(f"analysis.{n}" for n in fakes) + ("analysis.not_there",))
+    written, failed = entry.run(tmp_path / "empty-store", tmp_path / "out")
+    assert calls["draw_all"] == (tmp_path / "empty-store", tmp_path / "out" / "figures")
+    assert calls["cli"] == ["--store", str(tmp_path / "empty-store"), "--out", str(tmp_path / "out" / "figures")]
+    assert tmp_path / "out" / "figures" / "a.png" in written
+    assert failed == ["analysis.fake_broken"]  # missing data and an absent module are notes, a bug is a failure

@@ -1,0 +1,378 @@
+"""vSGD-l, vSGD-b and vSGD-g (paper 1: Schaul, Zhang & LeCun, ICML 2013), one code path.
+
+The three variants differ only in how the statistics are *pooled*:
+
+    pooling="element" (vSGD-l, Algorithm 1, eq. 7)   one learning rate per parameter element
+    pooling="block"   (vSGD-b, Sec. 5)               one rate per block = per parameter tensor
+    pooling="global"  (vSGD-g, eq. 8, App. B)        one rate for all parameters
+
+For a pooled unit u (an element, a block, or everything), with per-sample gradient grad and
+per-sample bbprop curvature h(j) (Sec. 4.3), each step does (Algorithm 1, in its order)::
+
+    g_bar_i <- (1 - 1/tau_u) g_bar_i + 1/tau_u grad_i                # Sec. 4.1
+    l_bar_u <- (1 - 1/tau_u) l_bar_u + 1/tau_u sum_{i in u} grad_i^2  # Sec. 4.1 (= v_bar_i per element)
+    h_bar_i <- (1 - 1/tau_u) h_bar_i + 1/tau_u |h(j)_i|               # Sec. 4.3, Algorithm 1
+    r_u      = sum_{i in u} g_bar_i^2 / (l_bar_u + eps)                # the variance factor of eq. 7 / eq. 8
+    eta_u    = r_u / max(h+_u, h_min + eps),  h+_u = max_{i in u} h_bar_i  # eq. 7 (element) / eq. 8 (pooled)
+    tau_u   <- (1 - r_u) tau_u + 1                                    # Sec. 4.2 / App. B
+    theta_i <- theta_i - eta_u grad_i
+
+Per element the sums and the max are over one element, so the same lines read
+``eta_i = g_bar_i^2 / (h_bar_i v_bar_i)`` (eq. 7): the state key is then ``v_bar`` (per element),
+otherwise ``l_bar`` (per block or global).
+
+Slow start (Sec. 4.4): the first ``n0`` samples only build arithmetic means (the EMA with
+1/tau = 1/(t+1) *is* the running arithmetic mean), with the squared-gradient samples multiplied by
+C so that v_bar / l_bar start overestimated by C; after them, tau starts at ``tau0``.
+
+Where the paper is silent we chose (each an option, see docs/vsgd.md):
+
+* ``tau0 = 2``: tau's value when the main loop starts (Schaul's own code starts tau at 2). Since
+  tau then grows by about 1 per step while v_bar is overestimated, C's excess decays like tau0 C / t,
+  which gives the "slow start until about 0.1 epoch" of Supp. Fig. 6 for C = d/10 on M0/C0;
+  tau0 = n0 would stretch the slow start n0/2 times longer.
+* ``c_scales_h = 1``: h_bar is overestimated by C too, as in Zhang's Torch code (likely behind the
+  ICML tables); the paper's text names only v_bar and l_bar, and Schaul's code leaves h_bar alone
+  (``c_scales_h=0``). Measured on M1 (docs/vsgd.md): with h_bar unscaled vSGD-l blows up in its first
+  thousand steps (train loss 18 and 28% test error after 1/8 epoch) and is still at 16-17% after one
+  epoch; with h_bar scaled it is at 8% after 1/8 epoch, and its rates rise until about 0.06 epoch, the
+  "slow start until about 0.1 epochs" of Supp. Fig. 6.
+* ``move_during_init = 0``: the parameters do not move during the n0 samples (both authors' code);
+  with 1 they move with the rate computed from the running means so far.
+* ``c <= 0`` means C = max(1, d/10), d the number of parameters of one member (the paper's d/10;
+  both authors' code floors it at 1, which matters only for d < 10).
+* ``eps = 1e-16`` (Zhang's value) in the two divisions that need it: by l_bar (0/0 when a parameter's
+  gradient has been exactly zero on every sample so far) and by the curvature (0 when nothing
+  curves, e.g. a bias without L2 behind saturated units). ``h_min`` is the optional curvature
+  floor of Sec. 4.3 (0 by default: the L2 term keeps the curvature away from 0, Sec. 7.2).
+* ``|h(j)|`` as in Algorithm 1 (bbprop is non-negative anyway; the abs guards other estimators).
+
+State keys: ``g_bar``, ``h_bar`` (lists like params), ``v_bar`` (element) or ``l_bar``, ``tau``
+(lists like params for element; a list of [K] tensors, one per parameter tensor, for block; a [K]
+tensor for global) and ``step`` (a Python int: all members of an ensemble advance in lock step).
+Block statistics are kept as one [K] tensor per parameter tensor rather than one [K, n_blocks]
+tensor so that the torch.optim front-end can leave parameters whose ``grad`` is ``None`` untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from vsgd.core import HyperParam, Rule, member_max, member_sum, per_member, register
+
+POOLINGS = ("element", "block", "global")
+
+HYPERPARAMS = {
+    "n0": HyperParam(0.001, low=0.0, low_inclusive=False, ntrain_power=+1,
+                     doc="slow-start samples n0 (Sec. 4.4); in configs a fraction of #train, "
+                         "the rule rounds to a count >= 1"),
+    "c": HyperParam(0.0, low=0.0, doc="slow-start overestimate C of v_bar and l_bar (Sec. 4.4); 0 = max(1, d/10)"),
+    "tau0": HyperParam(2.0, low=1.0, doc="memory size tau when the main loop starts"),
+    "c_scales_h": HyperParam(1.0, low=0.0, high=1.0, doc="1 = h_bar is overestimated by C too (Zhang's code); 0 = only v_bar, l_bar"),
+    "move_during_init": HyperParam(0.0, low=0.0, high=1.0, doc="1 = parameters move during the n0 slow-start samples"),
+    "eps": HyperParam(1e-16, low=0.0, doc="added to the denominators l_bar and h+ (the curvature floor when h_min=0)"),
+    "h_min": HyperParam(0.0, low=0.0, doc="optional curvature floor, eta = r / max(h+, h_min + eps) (Sec. 4.3)"),
+}
+
+
+# -- pooling: per-element lists <-> pooled units ---------------------------------------------------
+# A pooled quantity is a list of "units": per element, tensors shaped like the params; per block,
+# one [K] tensor per parameter tensor; globally, a list holding one [K] tensor.
+def _pool_sum(xs: Sequence[Tensor], pooling: str) -> list[Tensor]:
+    if pooling == "element":
+        return list(xs)
+    sums = [member_sum(x) for x in xs]
+    return sums if pooling == "block" else [torch.stack(sums).sum(dim=0)]
+
+
+def _pool_max(xs: Sequence[Tensor], pooling: str) -> list[Tensor]:
+    if pooling == "element":
+        return list(xs)
+    maxs = [member_max(x) for x in xs]
+    return maxs if pooling == "block" else [torch.stack(maxs).amax(dim=0)]
+
+
+def _spread(units: Sequence[Tensor], params: Sequence[Tensor], pooling: str) -> list[Tensor]:
+    """Pooled units -> one tensor per parameter, broadcastable to it."""
+    if pooling == "element":
+        return list(units)
+    if pooling == "block":
+        return [per_member(u, p) for u, p in zip(units, params)]
+    return [per_member(units[0], p) for p in params]
+
+
+def _units(value, pooling: str) -> list[Tensor]:
+    return [value] if pooling == "global" else list(value)
+
+
+def _stored(units: list[Tensor], pooling: str):
+    return units[0] if pooling == "global" else units
+
+
+def _var_key(pooling: str) -> str:
+    return "v_bar" if pooling == "element" else "l_bar"
+
+
+def slow_start_constant(hp, params: Sequence[Tensor]) -> Tensor:
+    """C per member [K]: ``hp['c']`` where > 0, else max(1, d/10) (Sec. 4.4), d = parameters per member."""
+    d = sum(p[0].numel() for p in params)
+    return torch.where(hp["c"] > 0, hp["c"], torch.full_like(hp["c"], max(1.0, d / 10.0)))
+
+
+def n0_count(hp) -> Tensor:
+    """n0 as a per-member count >= 1 (configs give a fraction of #train, the trainer scales it)."""
+    return torch.round(hp["n0"]).clamp_min(1.0)
+
+
+# -- the rule ---------------------------------------------------------------------------------------
+def init(params, hp, *, pooling: str):
+    K = params[0].shape[0]
+    like = params[0]
+    zeros = [torch.zeros_like(p) for p in params]
+    if pooling == "element":
+        pooled_zero = [torch.zeros_like(p) for p in params]
+        tau = [per_member(hp["tau0"], p).expand_as(p).clone() for p in params]
+    elif pooling == "block":
+        pooled_zero = [torch.zeros(K, dtype=like.dtype, device=like.device) for _ in params]
+        tau = [hp["tau0"].clone() for _ in params]
+    else:
+        pooled_zero = torch.zeros(K, dtype=like.dtype, device=like.device)
+        tau = hp["tau0"].clone()
+    return {
+        "g_bar": zeros,
+        _var_key(pooling): pooled_zero,
+        "h_bar": [torch.zeros_like(p) for p in params],
+        "tau": tau,
+        "step": 0,
+        # the largest n0 of the ensemble, a Python int: after it, the step skips all slow-start logic
+        "n0_max": int(n0_count(hp).max().item()),
+    }
+
+
+def _rate_units(g_bar, var_units, h_bar, hp, pooling):
+    """(r_u, eta_u) from the statistics: eq. 7 per element, eq. 8 pooled."""
+    gb2 = _pool_sum([g * g for g in g_bar], pooling)
+    ratios, rates = [], []
+    for s, l, hp_u, in zip(gb2, var_units, _pool_max(h_bar, pooling)):
+        r = s / (l + _pm(hp["eps"], l))  # eq. 7 / eq. 8: ||g_bar||^2 / l_bar, l_bar ~ E[||grad||^2]
+        floor = _pm(hp["h_min"] + hp["eps"], hp_u)
+        ratios.append(r)
+        rates.append(r / torch.maximum(hp_u, floor))  # eq. 7 / eq. 8: eta = r / h (h+ pooled)
+    return ratios, rates
+
+
+def _pm(value: Tensor, like: Tensor) -> Tensor:
+    return per_member(value, like) if like.dim() > 1 else value
+
+
+def update(grads, state, params, hp, extras, *, pooling: str):
+    curv = extras["curvature"]
+    t = state["step"]
+    vkey = _var_key(pooling)
+    tau = _units(state["tau"], pooling)
+    var = _units(state[vkey], pooling)
+    warm = t < state["n0_max"]  # some member is still in its slow start (Sec. 4.4)
+    if warm:
+        in_init = t < n0_count(hp)  # [K]
+        C = slow_start_constant(hp, params)
+        # during the slow start: arithmetic means (1/tau = 1/(t+1)), squared gradients scaled by C
+        fract = [torch.where(_pm(in_init, u), torch.full_like(u, 1.0 / (t + 1)), 1.0 / u) for u in tau]
+        v_scale = torch.where(in_init, C, torch.ones_like(C))
+        h_scale = torch.where(in_init & (hp["c_scales_h"] > 0), C, torch.ones_like(C))
+        sq = [g * g * per_member(v_scale, g) for g in grads]
+        h_sample = [c.abs() * per_member(h_scale, c) for c in curv]
+    else:
+        fract = [torch.reciprocal(u) for u in tau]
+        sq = [g * g for g in grads]
+        h_sample = [c.abs() for c in curv]
+    fract_p = _spread(fract, params, pooling)
+
+    g_bar = [torch.lerp(gb, g, f) for gb, g, f in zip(state["g_bar"], grads, fract_p)]  # Sec. 4.1
+    var = [torch.lerp(v, s, f) for v, s, f in zip(var, _pool_sum(sq, pooling), fract)]  # Sec. 4.1: v_bar / l_bar
+    h_bar = [torch.lerp(hb, h, f) for hb, h, f in zip(state["h_bar"], h_sample, fract_p)]  # Sec. 4.3
+    ratio, rate = _rate_units(g_bar, var, h_bar, hp, pooling)
+    new_tau = [torch.addcmul(u, r, u, value=-1.0).add_(1.0) for u, r in zip(tau, ratio)]  # Sec. 4.2: (1 - r) tau + 1
+
+    rate_p = _spread(rate, params, pooling)
+    updates = [torch.mul(g, e).neg_() for g, e in zip(grads, rate_p)]  # theta <- theta - eta grad
+    if warm:
+        # tau stays at tau0 during the slow start; parameters move only with move_during_init
+        new_tau = [torch.where(_pm(in_init, u), u, n) for u, n in zip(tau, new_tau)]
+        frozen = in_init & (hp["move_during_init"] <= 0)
+        updates = [torch.where(per_member(frozen, u), torch.zeros_like(u), u) for u in updates]
+
+    new_state = dict(state)
+    new_state.update({"g_bar": g_bar, vkey: _stored(var, pooling), "h_bar": h_bar,
+                      "tau": _stored(new_tau, pooling), "step": t + 1})
+    return updates, new_state
+
+
+def rates(state, hp, params, *, pooling: str):
+    """The current learning rates (eq. 7 / eq. 8 at the current statistics), broadcastable to params."""
+    _, rate = _rate_units(state["g_bar"], _units(state[_var_key(pooling)], pooling), state["h_bar"], hp, pooling)
+    return _spread(rate, params, pooling)
+
+
+def _make_rule(name: str, pooling: str, doc: str) -> Rule:
+    return register(
+        Rule(
+            name=name,
+            init=lambda params, hp: init(params, hp, pooling=pooling),
+            update=lambda grads, state, params, hp, extras: update(grads, state, params, hp, extras, pooling=pooling),
+            hyperparams=HYPERPARAMS,
+            extras=("curvature",),
+            rates=lambda state, hp, params: rates(state, hp, params, pooling=pooling),
+            doc=doc + "\n\n" + __doc__,
+        )
+    )
+
+
+VSGD_L = _make_rule("vsgd_l", "element", "vSGD-l: one learning rate per parameter element (Algorithm 1, eq. 7).")
+VSGD_B = _make_rule("vsgd_b", "block", "vSGD-b: vSGD-g within each parameter tensor (each W_k, each b_k).")
+VSGD_G = _make_rule("vsgd_g", "global", "vSGD-g: one global learning rate (eq. 8, App. B).")
+RULES = {"element": VSGD_L, "block": VSGD_B, "global": VSGD_G}
+
+
+# -- the torch.optim front-end ---------------------------------------------------------------------
+from typing import Any, Callable, Iterable  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from vsgd.bbprop import LOSSES, ActivationRecorder  # noqa: E402
+from vsgd.frontend import RuleOptimizer  # noqa: E402
+
+MODES = {"l": "element", "b": "block", "g": "global"}
+
+
+class VSGD(RuleOptimizer):
+    r"""vSGD (paper 1): SGD whose learning rates set themselves, one per element ("l"), per parameter
+    tensor ("b") or one for all ("g"). There is no learning rate to give.
+
+    Each step (Algorithm 1; the block and global variants pool the sums, eq. 8)::
+
+        g_bar <- (1 - 1/tau) g_bar + grad / tau                 # mean gradient
+        v_bar <- (1 - 1/tau) v_bar + grad^2 / tau               # mean squared gradient (l_bar pooled)
+        h_bar <- (1 - 1/tau) h_bar + |bbprop| / tau             # mean diagonal curvature
+        eta   = g_bar^2 / (h_bar v_bar)                          # eq. 7
+        tau   <- (1 - g_bar^2 / v_bar) tau + 1                  # adaptive memory, Sec. 4.2
+        theta <- theta - eta grad
+
+    The first ``n0`` steps only build the statistics (slow start, Sec. 4.4); v_bar (and h_bar, see
+    ``c_scales_h``) start C times too large (C = max(1, d/10), d the number of parameters), which keeps
+    the first steps small.
+
+    Curvature, one of:
+      * ``model=`` an ``nn.Sequential`` of Linear / Tanh / ReLU layers and ``loss=`` "cross_entropy"
+        (``F.cross_entropy``) or "mse" (``F.mse_loss``), both with mean reduction over the batch:
+        the optimizer hooks the model and runs bbprop on the last forward pass (the closure's);
+      * ``curvature_fn=`` a callable returning, after the closure ran, a non-negative diagonal
+        curvature estimate per parameter (a list in the optimizer's parameter order, or a dict).
+    If the loss contains an L2 penalty l2/2 ||theta||^2, pass ``l2=`` so its curvature is added.
+
+    Example (no learning rate anywhere)::
+
+        model = nn.Sequential(nn.Linear(784, 120), nn.Tanh(), nn.Linear(120, 10))
+        opt = VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy")
+        def closure():
+            opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); return loss
+        opt.step(closure)
+        opt.learning_rates()   # one tensor per parameter
+
+    Args:
+        mode: "l", "b" or "g".
+        blocks: for mode "b": "tensor" (every parameter tensor is a block, as the paper's per-layer
+            weight and bias blocks) or "group" (every param group is one block).
+        n0: slow-start samples (an int >= 1; the paper uses 0.001 x #train).
+        c: slow-start constant C; None = max(1, d/10), d counted over all param groups.
+        tau0, c_scales_h, move_during_init, eps, h_min: see :mod:`vsgd.vsgd` and docs/vsgd.md.
+
+    Warning: the rates assume one sample (or one minibatch) per step with a roughly quadratic loss
+    per sample; on non-smooth models (ReLU, sparse inputs) vSGD-l can take large steps. Paper 2's
+    ``VSGDfd`` is the more robust choice there.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        mode: str = "l",
+        *,
+        model: nn.Module | None = None,
+        loss: str | None = None,
+        curvature_fn: Callable[[], Any] | None = None,
+        l2: float = 0.0,
+        reduction: str = "mean",
+        blocks: str = "tensor",
+        n0: int = 10,
+        c: float | None = None,
+        tau0: float = 2.0,
+        c_scales_h: bool = True,
+        move_during_init: bool = False,
+        eps: float = 1e-16,
+        h_min: float = 0.0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"Invalid mode {mode!r}: use 'l' (per element), 'b' (per block) or 'g' (global).")
+        if blocks not in ("tensor", "group"):
+            raise ValueError(f"Invalid blocks {blocks!r}: use 'tensor' (each parameter tensor a block) or 'group'.")
+        if (model is None) == (curvature_fn is None):
+            raise ValueError("VSGD needs a curvature: pass model=<nn.Sequential> with loss='cross_entropy'|'mse' "
+                             "(bbprop), or curvature_fn=<callable> - exactly one of them.")
+        if model is not None and loss not in LOSSES:
+            raise ValueError(f"Invalid loss {loss!r}: with model=..., loss must be one of {LOSSES}.")
+        if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
+            raise ValueError(f"Invalid n0={n0!r}: an int >= 1 (the number of slow-start samples, e.g. 10).")
+        if c is not None and not c > 0:
+            raise ValueError(f"Invalid c={c!r}: C must be > 0, or None for max(1, d/10).")
+        if not l2 >= 0:
+            raise ValueError(f"Invalid l2={l2!r}: the L2 coefficient must be >= 0.")
+        params = list(params)
+        tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+        if c is None:
+            c = max(1.0, sum(p.numel() for p in tensors) / 10.0)  # Sec. 4.4: C = d/10
+        pooling = "global" if (mode == "b" and blocks == "group") else MODES[mode]
+        super().__init__(params, RULES[pooling], n0=n0, c=c, tau0=tau0, c_scales_h=float(c_scales_h),
+                         move_during_init=float(move_during_init), eps=eps, h_min=h_min)
+        self.mode, self.blocks = mode, blocks
+        self._loss, self._l2, self._reduction = loss, float(l2), reduction
+        self._curvature_fn = curvature_fn
+        self._recorder = None
+        if model is not None:
+            self._recorder = ActivationRecorder(model)
+            own = {id(p) for p in model.parameters()}
+            foreign = [i for i, p in enumerate(tensors) if id(p) not in own]
+            if foreign:
+                raise ValueError(f"parameter #{foreign[0]} given to VSGD is not a parameter of model=...: "
+                                 "bbprop gives curvature for the model's Linear layers only.")
+        self._curv: dict[int, torch.Tensor] | None = None
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        self._curv = None  # computed once per step, after the closure ran
+        return super().step(closure)
+
+    def _curvatures(self) -> dict[int, torch.Tensor]:
+        if self._curv is None:
+            if self._recorder is not None:
+                curv = self._recorder.curvature(self._loss, l2=self._l2, reduction=self._reduction)
+                self._curv = {id(p): c for p, c in curv.items()}
+            else:
+                out = self._curvature_fn()
+                if isinstance(out, dict):
+                    self._curv = {id(p): c for p, c in out.items()}
+                else:
+                    tensors = [p for g in self.param_groups for p in g["params"]]
+                    self._curv = {id(p): c for p, c in zip(tensors, out)}
+                if self._l2:
+                    self._curv = {k: c + self._l2 for k, c in self._curv.items()}
+        return self._curv
+
+    def _extras(self, group, params, closure):
+        extras = super()._extras(group, params, closure)
+        curv = self._curvatures()
+        try:
+            extras["curvature"] = [curv[id(p)].detach().reshape(p.shape).unsqueeze(0) for p in params]
+        except KeyError:
+            raise RuntimeError("curvature_fn returned no curvature for a parameter that has a gradient.") from None
+        return extras
