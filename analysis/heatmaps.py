@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     print(draw_heatmaps(res, args.out / "suite_1d_heatmap.png"))
     fd_rows = [i for i, (s, _) in enumerate(res["rows"]) if s.algorithm in ("vsgd_fd", "vsgd_exact")]
     print(draw_heatmaps(res, args.out / "suite_1d_heatmap_vsgd.png", rows=fd_rows,
-                        title="vSGD (exact curvature, stand-in) and vSGD-fd rows of the 1-D suite (n = 1 above n = 10)"))
+                        title="vSGD-l on the exact curvature (row vsgd_exact) and vSGD-fd rows of the 1-D suite (n = 1 above n = 10)"))
     print(draw_learning_curves(res, args.out / "suite_1d_curves.png"))
 
 

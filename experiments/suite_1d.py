@@ -13,8 +13,10 @@ fresh minibatch of n samples; the loss recorded is the exact expected loss at 1,
 updates. One (rule, n) is one batched computation over K = settings x cases x runs members, through
 the very rules the benchmarks use (``baselines.sgd``, ``baselines.adagrad``, ``baselines.amari``, ``vsgd.fd``).
 
-Stand-ins: ``adagrad`` and ``amari`` minimal closed forms (paper 1 Sec. 2), used only when the registry lacks
-those rules (it has them since the baselines were merged), and ``vsgd_exact``, always a stand-in for now: a minimal
+The row ``vsgd_exact`` is the ``vsgd_l`` rule (paper 1's element-wise vSGD, n0 = 10, its other defaults) fed the
+exact per-sample curvature |f''| (minibatch mean) as its ``curvature`` extra; for n = 10 it treats the minibatch
+mean gradient as one sample (paper 1 has no minibatch rule). Stand-ins, used only when the registry lacks the real
+rule: ``adagrad`` and ``amari`` minimal closed forms (paper 1 Sec. 2), and for ``vsgd_exact`` a minimal
 element-wise vSGD (paper 1 Alg. 1 with the minibatch rate of paper 2 eq. 3) on the exact per-sample
 curvature |f''| (0 for abs and rectlin), to be replaced by the ``vsgd_l`` rule.
 
@@ -163,7 +165,8 @@ def _standin_vsgd_exact() -> Rule:
         out["seen"] = seen + n
         return ups, out
 
-    return Rule("vsgd_exact", init, update, {}, extras=("curvature", "sq_grad_mean", "batch_size"))
+    return Rule("vsgd_exact", init, update, {"n0": HyperParam(10.0, low=1.0)},
+                extras=("curvature", "sq_grad_mean", "batch_size"))
 
 
 def resolve_rule(name: str) -> tuple[Rule, bool]:
@@ -171,8 +174,8 @@ def resolve_rule(name: str) -> tuple[Rule, bool]:
     from vsgd.core import REGISTRY, _load_all
 
     _load_all()
-    real = {"vsgd_exact": "vsgd_l"}.get(name, name)
-    if real in REGISTRY and name != "vsgd_exact":
+    real = {"vsgd_exact": "vsgd_l"}.get(name, name)  # vSGD (paper 1) on the exact curvature: the vsgd_l rule
+    if real in REGISTRY:
         return REGISTRY[real], False
     return {"adagrad": _standin_adagrad, "amari": _standin_amari, "vsgd_exact": _standin_vsgd_exact}[name](), True
 
@@ -185,7 +188,7 @@ class Setting:
 
     @property
     def label(self) -> str:
-        inner = ", ".join(f"{k}={v:g}" for k, v in self.hp if k != "tau")
+        inner = ", ".join(f"{k}={v:g}" for k, v in self.hp if k not in ("tau", "n0"))
         return f"{self.algorithm}({inner})" if inner else self.algorithm
 
 
@@ -193,7 +196,7 @@ def settings(eta0s=(0.01, 0.1, 1.0, 10.0), gammas=(0.0, 1.0), amari_tau: float =
     out = [Setting("sgd", (("eta0", e), ("gamma", g))) for g in gammas for e in eta0s]
     out += [Setting("adagrad", (("eta0", e),)) for e in eta0s]
     out += [Setting("amari", (("eta0", e), ("tau", amari_tau))) for e in eta0s]
-    out += [Setting("vsgd_exact", ()), Setting("vsgd_fd", ())]
+    out += [Setting("vsgd_exact", (("n0", 10.0),)), Setting("vsgd_fd", ())]  # both bootstrap on 10 samples
     return out
 
 
