@@ -23,7 +23,7 @@ from analysis import fidelity, figures, tables
 from analysis.common import log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
-EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps")
+EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps", "analysis.paper2_figs", "analysis.unit_suite_figures")
 
 
 def call_external(mod, store: Path, out: Path) -> list[Path] | None:

@@ -109,7 +109,15 @@ def draw_summary(res: unit_suite.SuiteResult, path: Path) -> Path:
     return path
 
 
-def draw_all(npz: Path, out: Path) -> list[Path]:
+def draw_all(store: Path | None, out: Path) -> list[Path]:
+    """All unit-suite figures from ``<store>/synthetic/unit_suite.npz`` (``python -m analysis`` calls this)."""
+    from experiments.results import DEFAULT_STORE
+
+    npz = Path(store or DEFAULT_STORE) / "synthetic" / "unit_suite.npz"
+    return draw_npz(npz, out)
+
+
+def draw_npz(npz: Path, out: Path) -> list[Path]:
     res = unit_suite.load(npz)
     out = Path(out)
     paths = []
@@ -135,7 +143,7 @@ def main() -> None:
     ap.add_argument("--npz", type=Path, default=DEFAULT_STORE / "synthetic" / "unit_suite.npz")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    for p in draw_all(args.npz, args.out or args.npz.parent / "figures"):
+    for p in draw_npz(args.npz, args.out or args.npz.parent / "figures"):
         print(p)
 
 

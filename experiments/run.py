@@ -412,7 +412,7 @@ def main(cfg: DictConfig) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if isinstance(out, pd.DataFrame):
+    if isinstance(out, pd.DataFrame) and not cfg.get("entry"):
         print(summary_table(out))
     if FAILED:
         print(f"error: {len(FAILED)} members failed (see the messages above); rerun with retry_failed=true.",

@@ -543,7 +543,7 @@ def run(cfg) -> dict[str, Any]:
     if u.get("figures", True):
         from analysis import unit_suite_figures
 
-        unit_suite_figures.draw_all(paths["npz"], Path(u.get("figure_dir") or store / "synthetic" / "figures"))
+        unit_suite_figures.draw_npz(paths["npz"], Path(u.get("figure_dir") or store / "synthetic" / "figures"))
     table = pd.read_csv(paths["csv"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return {**paths, "summary": table}

@@ -98,7 +98,7 @@ def test_suite_summary_and_figures(tmp_path):
     assert list(table.optimizer) == ["sgd", "adam", "dog"]
     assert ((table.improved >= 0) & (table.improved <= 1) & (table.unstable >= 0) & (table.unstable <= 1)).all()
     assert paths["md"].read_text().startswith("| optimizer |")
-    for p in unit_suite_figures.draw_all(paths["npz"], tmp_path / "fig"):
+    for p in unit_suite_figures.draw_npz(paths["npz"], tmp_path / "fig"):
         assert p.stat().st_size > 1000
 
 

@@ -30,6 +30,9 @@ Conventions (they are what lets one formula serve both front-ends):
   ``sq_grad_mean``   list like params: minibatch mean of squared per-sample gradients (paper 2).
   ``nonzero_count``  list like params: per-dimension count of non-zero per-sample gradients.
   ``batch_size``     int n, the number of samples behind ``grads`` (default 1).
+  ``fd_per_sample``, ``reweighted``  optional minibatch statistics for vSGD-fd (``vsgd.fd_optim``):
+                     per-sample finite-difference curvatures, and the orthogonally reweighted gradient
+                     of paper 2 eq. 5; read when present, never required.
 
 Rules never modify their inputs in place; the caller applies the updates.
 """
@@ -46,7 +49,8 @@ State = dict[str, Any]
 HP = Mapping[str, Tensor]
 Extras = Mapping[str, Any]
 
-KNOWN_EXTRAS = ("curvature", "hvp", "grad_at", "sq_grad_mean", "nonzero_count", "batch_size")
+KNOWN_EXTRAS = ("curvature", "hvp", "grad_at", "sq_grad_mean", "nonzero_count", "batch_size",
+                "fd_per_sample", "reweighted")
 
 
 def per_member(value: Tensor, like: Tensor) -> Tensor:
