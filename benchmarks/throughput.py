@@ -108,8 +108,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "throughput.csv"))
+    ap.add_argument("--plain-malloc", action="store_true", help="skip experiments.malloc (as the runner does it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.plain_malloc:
+        from experiments.malloc import keep_freed_memory
+
+        keep_freed_memory()
 
     rows = []
     for name in args.benchmarks:

@@ -367,6 +367,9 @@ def run(cfg: DictConfig) -> pd.DataFrame | Any:
     """Run what the config asks for; return the store's rows for its members (or the entry's result)."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    from experiments.malloc import keep_freed_memory
+
+    keep_freed_memory()  # large temporaries reused without page faults (see experiments/malloc.py)
     check_cfg(cfg)
     if cfg.get("entry"):
         return call_entry(cfg)

@@ -39,7 +39,7 @@ Where the paper is silent we chose (each an option, see docs/vsgd.md):
   "slow start until about 0.1 epochs" of Supp. Fig. 6.
 * ``move_during_init = 0``: the parameters do not move during the n0 samples (both authors' code);
   with 1 they move with the rate computed from the running means so far.
-* ``c <= 0`` means C = max(1, d/10), d the number of parameters of one member (the paper's d/10;
+* ``c = 0`` (the default) means C = max(1, d/10), d the number of parameters of one member (the paper's d/10;
   both authors' code floors it at 1, which matters only for d < 10).
 * ``eps = 1e-16`` (Zhang's value) in the two divisions that need it: by l_bar (0/0 when a parameter's
   gradient has been exactly zero on every sample so far) and by the curvature (0 when nothing
