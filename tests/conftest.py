@@ -4,7 +4,16 @@ import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test on one thread: tiny tensors, and thread start-up dominates on a shared machine (up to
+    50x slower with the default); restored afterwards in case a test changed it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def make_dataset(n_train=64, n_test=32, dim=6, classes=3, seed=0, regression=False):

@@ -27,13 +27,6 @@ SPEC = MLPSpec((10, 6, 3), "cross_entropy")
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: thread start-up dominates on a shared machine (50x slower with the default)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def toy_data(n: int = 64) -> Dataset:

@@ -11,14 +11,6 @@ import torch
 from experiments import unit_suite as us
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_prototypes_are_minimised_where_claimed():
     u = torch.linspace(-5, 5, 2001, dtype=torch.float64)
     for name, (F, x0, bounded) in us.PROTOTYPES.items():
