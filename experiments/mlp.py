@@ -151,32 +151,6 @@ class EnsembleMLP:
                     hcur = torch.bmm(hcur.unsqueeze(1), (W * W).transpose(1, 2)).squeeze(1) * (dh * dh)
         return loss, grads, curv
 
-    @torch.no_grad()
-    def sgd_step(self, params: Sequence[Tensor], x: Tensor, target: Tensor, rate: Tensor) -> Tensor:
-        """One plain SGD step ``theta <- theta - rate * grad`` applied in place, fused into the backward
-        pass (no gradient tensor is materialised). ``rate``: [K]. Returns the data loss [K].
-
-        Same gradient as :meth:`loss_and_grads` (a test checks it); used by the trainer for rules
-        with ``Rule.scalar_rate``.
-        """
-        spec = self.spec
-        out, hs = self.forward(params, x)
-        loss, delta, _ = self.output_delta(out, target)
-        r = rate.view(-1, 1)
-        for k in reversed(range(spec.n_layers)):
-            W, b, h = params[2 * k], params[2 * k + 1], hs[k]
-            step = delta * -r  # -rate * dL/da for this layer
-            if k > 0:  # propagate before W changes
-                dh = 1 - h * h
-                delta = torch.bmm(delta.unsqueeze(1), W.transpose(1, 2)).squeeze(1) * dh
-            if spec.l2:
-                W.mul_((1 - r * spec.l2).unsqueeze(2))  # - rate * lambda W
-            W.addcmul_(h.unsqueeze(2), step.unsqueeze(1))  # - rate * h delta^T
-            if spec.l2_biases and spec.l2:
-                b.mul_(1 - r * spec.l2)
-            b.add_(step)
-        return loss
-
     def hvp(self, params: Sequence[Tensor], x: Tensor, target: Tensor, vectors: Sequence[Tensor]) -> list[Tensor]:
         """Exact Hessian-vector product of (data loss + L2) per member, by forward-over-reverse AD.
 
@@ -225,3 +199,68 @@ class EnsembleMLP:
         fail = 100.0 if self.spec.loss == "cross_entropy" else float("inf")
         error = torch.where(bad, torch.full_like(error, fail), error)
         return error, loss
+
+
+class FusedSGD:
+    """Plain SGD on K members, ``W <- W - rate (dL/dW + lambda W)``, in few passes over the weights.
+
+    The trainer's hot path for rules with ``Rule.scalar_rate`` (SGD under its 1/t schedule). On the
+    CPU a step is bound by memory traffic; the naive form reads and writes every weight matrix four
+    times (forward, backward, decay, rank-1 update). Here the L2 decay costs no pass: each weight
+    matrix is held as ``W = s V`` with a per-member scalar ``s`` (as in Bottou's SGD code), so the decay
+    ``W <- (1 - rate lambda) W`` is ``s <- (1 - rate lambda) s`` and the gradient step adds
+    ``-rate h delta^T / s`` to ``V``. Between calls to :meth:`sync`, ``params`` hold ``V``; ``sync``
+    folds the scales back (the trainer calls it before every divergence check, evaluation and member
+    drop). The result equals the plain update up to float rounding (tests check it in float64).
+
+    All products are batched matmuls; with K > 1 their bits may depend on how many members share the
+    batch (BLAS picks kernels by size), so members equal separately trained members to float
+    rounding, not bit for bit.
+    """
+
+    def __init__(self, spec: MLPSpec):
+        self.spec = spec
+        self._scales: list[Tensor] | None = None
+        self._eye: Tensor | None = None
+
+    @torch.no_grad()
+    def sync(self, params: Sequence[Tensor]) -> None:
+        """Fold the scales into ``params`` (they hold the true weights again)."""
+        if self._scales is not None:
+            for k, s in enumerate(self._scales):
+                params[2 * k].mul_(s.unsqueeze(2))
+            self._scales = None
+
+    @torch.no_grad()
+    def __call__(self, params: Sequence[Tensor], x: Tensor, target: Tensor, rate: Tensor) -> None:
+        """One step of every member on its sample ``x`` [K, D]; ``target``: class [K] or vector [K, out]."""
+        spec = self.spec
+        n = spec.n_layers
+        if self._scales is None:
+            self._scales = [params[0].new_ones(params[0].shape[0], 1) for _ in range(n)]
+        scales = self._scales
+        hs = [x]
+        h = x
+        for k in range(n):  # forward with W = s V:  a = s (h^T V) + b
+            a = torch.addcmul(params[2 * k + 1], torch.bmm(h.unsqueeze(1), params[2 * k]).squeeze(1), scales[k])
+            if k < n - 1:
+                h = torch.tanh(a)
+                hs.append(h)
+        if spec.loss == "cross_entropy":  # dL/da = softmax(a) - onehot(target)
+            if self._eye is None or self._eye.shape[0] != a.shape[1] or self._eye.dtype != a.dtype:
+                self._eye = torch.eye(a.shape[1], dtype=a.dtype, device=a.device)
+            delta = torch.softmax(a, dim=1).sub_(self._eye[target])
+        else:
+            delta = a - target
+        r = rate.view(-1, 1)
+        decay = 1 - r * spec.l2
+        for k in reversed(range(n)):
+            V, b, h, s = params[2 * k], params[2 * k + 1], hs[k], scales[k]
+            step = delta * -r  # -rate dL/da
+            if k > 0:  # propagate through the old weights: dL/dh = s V delta, then tanh'
+                delta = torch.bmm(delta.unsqueeze(1), V.transpose(1, 2)).squeeze(1).mul_(s).mul_(1 - h * h)
+            s.mul_(decay)  # W <- (1 - rate lambda) W
+            V.addcmul_(h.unsqueeze(2), (step / s).unsqueeze(1))  # W <- W - rate h delta^T
+            if spec.l2_biases:
+                b.mul_(decay)
+            b.add_(step)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from experiments.data import Dataset
-from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
+from experiments.mlp import EnsembleMLP, FusedSGD, MLPSpec, glorot_init
 from vsgd.core import Rule
 
 CHECK_EVERY = 1000  # steps between divergence checks (the recorded step is the check that found it)
@@ -79,22 +79,37 @@ def _select(tree: Any, keep: Tensor) -> Any:
     return tree
 
 
-def make_step(model: EnsembleMLP, rule: Rule) -> Callable:
+class Step:
     """``step(params, state, hp, x, target) -> state``: one update of every member, in place.
 
-    Rules with ``scalar_rate`` (plain SGD) and no extras take the fused path (the update is applied
-    inside the backward pass); every other rule gets its gradients and declared extras, then
-    ``p += update``.
+    Rules with ``scalar_rate`` (plain SGD) and no extras take the fused path
+    (:class:`experiments.mlp.FusedSGD`); every other rule gets its gradients and declared extras, then
+    ``p += update``. ``compile=True`` runs that generic step through ``torch.compile`` (one fused
+    kernel per state tensor instead of a dozen element-wise passes; measured in
+    ``benchmarks/compile_step.py``). Call :meth:`sync` before reading ``params`` (the fused path holds
+    the L2 decay apart from the weights between syncs).
     """
-    need = set(rule.extras)
-    if rule.scalar_rate is not None and not need:
-        def fused_step(params, state, hp, x, target):
-            rate, state = rule.scalar_rate(state, hp)
-            model.sgd_step(params, x, target, rate)
-            return state
 
-        return fused_step
-    return lambda params, state, hp, x, target: _generic_step(model, rule, params, state, hp, x, target, need)
+    def __init__(self, model: EnsembleMLP, rule: Rule, *, compile: bool = False):
+        self.model, self.rule = model, rule
+        self.need = set(rule.extras)
+        self.fused = FusedSGD(model.spec) if rule.scalar_rate is not None and not self.need else None
+        self._generic = torch.compile(_generic_step) if compile and self.fused is None else _generic_step
+
+    def __call__(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor):
+        if self.fused is not None:
+            rate, state = self.rule.scalar_rate(state, hp)
+            self.fused(params, x, target, rate)
+            return state
+        return self._generic(self.model, self.rule, params, state, hp, x, target, self.need)
+
+    def sync(self, params: list[Tensor]) -> None:
+        if self.fused is not None:
+            self.fused.sync(params)
+
+
+def make_step(model: EnsembleMLP, rule: Rule, *, compile: bool = False) -> Step:
+    return Step(model, rule, compile=compile)
 
 
 def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
@@ -129,6 +144,7 @@ def train_ensemble(
     dtype: torch.dtype = torch.float32,
     eval_subset: int = 10_000,
     progress: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> list[MemberResult]:
     """Train ``members`` together for ``epochs`` and return one result per member (input order)."""
     start = time.perf_counter()
@@ -156,9 +172,10 @@ def train_ensemble(
     final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
     sub_tr = slice(0, min(eval_subset, N))
     sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
-    step_fn = make_step(model, rule)
+    step_fn = make_step(model, rule, compile=compile)
 
     def evaluate_into(step: int, last: bool) -> None:
+        step_fn.sync(params)
         tr = sub_tr if not last else slice(None)
         te = sub_te if not last else slice(None)
         tr_err, tr_loss = model.evaluate(params, x_train[tr], y_train[tr])
@@ -186,6 +203,7 @@ def train_ensemble(
         step += 1
 
         if step % CHECK_EVERY == 0 or step == total_steps:
+            step_fn.sync(params)
             ok = torch.stack([torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1) for p in params]).all(dim=0)
             if not bool(ok.all()):
                 for k in alive[~ok].tolist():

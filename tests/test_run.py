@@ -137,4 +137,8 @@ def test_results_do_not_depend_on_chunk_size(tmp_path):
     a = run(cfg_for(*over, "chunk_size=1", f"store={tmp_path / 'a'}")).set_index("config_hash")
     b = run(cfg_for(*over, "chunk_size=8", f"store={tmp_path / 'b'}")).set_index("config_hash")
     assert len(a) == 8
-    assert (a.loc[b.index, ["train_loss", "test_loss", "train_error"]] == b[["train_loss", "test_loss", "train_error"]]).all().all()
+    # equal up to float32 rounding: BLAS picks its batched kernels by size (see experiments.mlp.FusedSGD)
+    a = a.loc[b.index]
+    for col in ["train_loss", "test_loss"]:
+        assert ((a[col] - b[col]).abs() <= 1e-5 * b[col].abs()).all(), col
+    assert ((a["train_error"] - b["train_error"]).abs() <= 0.02).all()  # at most 2 of 10,000 samples flip
