@@ -80,13 +80,13 @@ def naive_rate(spec: MLPSpec, seconds: float) -> float:
     return timed(step, seconds)
 
 
-def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float) -> float:
+def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile: bool = True) -> float:
     rule = get_rule(rule_name)
     model = EnsembleMLP(spec)
     params = glorot_init(spec, list(range(K)))
     hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device="cpu")
     state = [rule.init(params, hp)]
-    step = make_step(model, rule)
+    step = make_step(model, rule, compile=compile)  # as the runner's compile: auto (plain SGD is never compiled)
     x, y = fake_batch(spec, 1000)
     idx = torch.stack([torch.randperm(1000, generator=torch.Generator().manual_seed(k)) for k in range(K)])
     i = [0]
@@ -97,6 +97,8 @@ def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float) -> floa
         xb = x[j]
         state[0] = step(params, state[0], hp, xb, xb if spec.loss == "mse" else y[j])
 
+    for _ in range(100 if compile else 0):  # compilation, and the slow start's recompilation
+        one()
     return timed(one, seconds) * K
 
 
@@ -108,6 +110,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "throughput.csv"))
+    ap.add_argument("--eager", action="store_true", help="no torch.compile of the generic step (runner: compile=false)")
     ap.add_argument("--plain-malloc", action="store_true", help="skip experiments.malloc (as the runner does it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,7 +131,7 @@ def main() -> None:
             except ValueError:
                 print(f"{cfg.name:3s} {rule_name}: not registered, skipped")
                 continue
-            rate = ensemble_rate(spec, rule_name, K, args.seconds)
+            rate = ensemble_rate(spec, rule_name, K, args.seconds, compile=not args.eager)
             rows.append({"benchmark": cfg.name, "rule": rule_name, "K": K, "updates_per_s": rate, "vs_naive": rate / base})
             print(f"{cfg.name:3s} ensemble {rule_name:22s} K={K:<4d} {rate:10,.0f} updates/s  ({rate / base:5.1f}x naive)",
                   flush=True)

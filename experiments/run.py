@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import itertools
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -170,7 +173,7 @@ class Trainer:
     fused: bool  # whether the step is the fused SGD step (drives the chunk size)
 
 
-def trainer_for(name: str, spec: MLPSpec) -> Trainer:
+def trainer_for(name: str, spec: MLPSpec, *, compile: bool = False) -> Trainer:
     """Rules (vsgd.core registry) go through the lock-step ensemble trainer; today's tuning-free PyPI
     optimizers (experiments.torch_members, issue 9) through their own ``torch.optim`` objects."""
     from experiments import torch_members
@@ -186,9 +189,26 @@ def trainer_for(name: str, spec: MLPSpec) -> Trainer:
         raise UserError(str(exc).replace(".", f" (or one of {', '.join(sorted(torch_members.REGISTRY))}).", 1)) from None
 
     def train_rule(members, data, **kw):
-        return train_ensemble(spec, rule, members, data, **kw)
+        return train_ensemble(spec, rule, members, data, compile=compile, **kw)
 
     return Trainer(name, train_rule, rule.check_hp, tunable(rule), rule.scalar_rate is not None and not rule.extras)
+
+
+def compile_step(cfg: DictConfig) -> bool:
+    """Whether to ``torch.compile`` the generic (non-SGD) step.
+
+    ``auto``: yes where the compiler's toolchain is present (a C++ compiler for the CPU, Triton for
+    CUDA). Measured on this CPU (benchmarks/compile_step.csv): 1.8-15x for vSGD-l, SMD and Almeida on
+    M0 M1 M2 C1, for 2-35 s of compilation per graph. ``true`` / ``false`` force it.
+    """
+    value = cfg.get("compile", "auto")
+    if isinstance(value, bool):
+        return value
+    if value != "auto":
+        raise UserError(f"compile={value!r}: expected auto, true or false.")
+    if torch.cuda.is_available() and str(cfg.get("device", "auto")) != "cpu":
+        return importlib.util.find_spec("triton") is not None
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++"))
 
 
 # -- one job ------------------------------------------------------------------------------------
@@ -199,7 +219,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
         spec = MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
     except ValueError as exc:
         raise UserError(f"benchmark {bench.name}: {exc}") from None
-    trainer = trainer_for(job.opt.name, spec)
+    trainer = trainer_for(job.opt.name, spec, compile=compile_step(cfg))
     name = trainer.name
     epochs = float(cfg.epochs if cfg.get("epochs") is not None else bench.epochs)
     settings = settings_of(cfg, job, name, trainer.tunable)
@@ -350,6 +370,7 @@ def check_cfg(cfg: DictConfig) -> None:
         raise UserError(f"dtype={cfg.dtype!r} is not supported; use float32 or float64.")
     if cfg.get("chunk_size") is not None and int(cfg.chunk_size) < 1:
         raise UserError(f"chunk_size={cfg.chunk_size} must be >= 1 (or null for automatic).")
+    compile_step(cfg)  # a bad value fails here, before any training
     store = store_path(cfg)
     try:
         store.mkdir(parents=True, exist_ok=True)

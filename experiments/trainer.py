@@ -94,7 +94,11 @@ class Step:
         self.model, self.rule = model, rule
         self.need = set(rule.extras)
         self.fused = FusedSGD(model.spec) if rule.scalar_rate is not None and not self.need else None
-        self._generic = torch.compile(_generic_step) if compile and self.fused is None else _generic_step
+        self._generic = _generic_step
+        if compile and self.fused is None:
+            # one graph per (rule, ensemble size, slow-start phase): allow many in one process (a sweep)
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+            self._generic = torch.compile(_generic_step)
 
     def __call__(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor):
         if self.fused is not None:

@@ -20,7 +20,7 @@ CONF = str(ROOT / "conf")
 
 def cfg_for(*overrides):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=["progress=false", *overrides])
+        return compose(config_name="config", overrides=["progress=false", "compile=false", *overrides])
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))

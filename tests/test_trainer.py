@@ -71,3 +71,26 @@ def test_members_together_equal_members_alone_at_blas_sizes():
         alone = run([m])[0]
         assert r.test_loss == pytest.approx(alone.test_loss, rel=1e-4)
         assert r.train_loss == pytest.approx(alone.train_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("name,members", [
+    ("vsgd_l", [Member(0, {}), Member(1, {"n0": 0.05}), Member(2, {"c": 1.0})]),  # through the slow start
+    ("smd", [Member(0, {"eta0": 0.05}), Member(1, {"eta0": 0.01, "mu": 0.1})]),  # Hessian-vector products
+])
+def test_compiled_generic_step_equals_eager(tiny_data, name, members):
+    """torch.compile of the generic step (the runner's compile: auto) changes only float rounding."""
+    import experiments.trainer as trainer
+
+    rule = get_rule(name)
+    kw = dict(epochs=1.5, dtype=torch.float64)
+    old = trainer.CHECK_EVERY
+    try:
+        trainer.CHECK_EVERY = 16
+        eager = train_ensemble(SPEC, rule, members, tiny_data, **kw)
+        compiled = train_ensemble(SPEC, rule, members, tiny_data, compile=True, **kw)
+    finally:
+        trainer.CHECK_EVERY = old
+    for a, b in zip(eager, compiled):
+        assert a.diverged == b.diverged
+        assert a.test_loss == pytest.approx(b.test_loss, rel=1e-9)
+        assert [c["rate_median"] for c in a.curve] == pytest.approx([c["rate_median"] for c in b.curve], rel=1e-9)
