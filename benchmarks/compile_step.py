@@ -21,30 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ROOT, bench_spec, fake_batch, timed  # noqa: E402
-
-from experiments.mlp import EnsembleMLP, glorot_init  # noqa: E402
-from experiments.trainer import make_step  # noqa: E402
-from vsgd.core import get_rule  # noqa: E402
+from throughput import ROOT, bench_spec, ensemble_stepper, timed  # noqa: E402
 
 
-def rate(spec, rule, K: int, compile: bool, seconds: float) -> tuple[float, float]:
+
+def rate(spec, rule_name: str, K: int, compile: bool, seconds: float) -> tuple[float, float]:
     """(member-updates/s, seconds of the first 100 calls)."""
-    model = EnsembleMLP(spec)
-    params = glorot_init(spec, list(range(K)))
-    hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device="cpu")
-    state = [rule.init(params, hp)]
-    step = make_step(model, rule, compile=compile)
-    x, y = fake_batch(spec, 1000)
-    idx = torch.stack([torch.randperm(1000, generator=torch.Generator().manual_seed(k)) for k in range(K)])
-    i = [0]
-
-    def one():
-        j = idx[:, i[0] % 1000]
-        i[0] += 1
-        xb = x[j]
-        state[0] = step(params, state[0], hp, xb, xb if spec.loss == "mse" else y[j])
-
+    one = ensemble_stepper(spec, rule_name, K, compile)
     start = time.perf_counter()
     for _ in range(100):  # past the slow start's first steps and the compilation
         one()
@@ -66,12 +49,11 @@ def main() -> None:
     keep_freed_memory()
     rows = []
     for rule_name in args.rules:
-        rule = get_rule(rule_name)
         for name in args.benchmarks:
             spec, cfg = bench_spec(name)
             for K in args.ks:
-                eager, _ = rate(spec, rule, K, False, args.seconds)
-                comp, first = rate(spec, rule, K, True, args.seconds)
+                eager, _ = rate(spec, rule_name, K, False, args.seconds)
+                comp, first = rate(spec, rule_name, K, True, args.seconds)
                 rows.append({"rule": rule_name, "benchmark": cfg.name, "K": K, "eager_per_s": round(eager),
                              "compiled_per_s": round(comp), "speedup": round(comp / eager, 2),
                              "first_100_calls_s": round(first, 1)})

@@ -80,7 +80,8 @@ def naive_rate(spec: MLPSpec, seconds: float) -> float:
     return timed(step, seconds)
 
 
-def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile: bool = True) -> float:
+def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True):
+    """A zero-argument callable that advances K members of ``rule_name`` by one trainer step."""
     rule = get_rule(rule_name)
     model = EnsembleMLP(spec)
     params = glorot_init(spec, list(range(K)))
@@ -97,6 +98,11 @@ def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile
         xb = x[j]
         state[0] = step(params, state[0], hp, xb, xb if spec.loss == "mse" else y[j])
 
+    return one
+
+
+def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile: bool = True) -> float:
+    one = ensemble_stepper(spec, rule_name, K, compile)
     for _ in range(100 if compile else 0):  # compilation, and the slow start's recompilation
         one()
     return timed(one, seconds) * K
