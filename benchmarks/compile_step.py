@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ROOT, bench_spec, ensemble_stepper, timed  # noqa: E402
-
+from throughput import ROOT, bench_spec, ensemble_stepper, timed
 
 
 def rate(spec, rule_name: str, K: int, compile: bool, seconds: float) -> tuple[float, float]:
