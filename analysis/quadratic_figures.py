@@ -44,9 +44,15 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None):
+def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None, memory: bool = False):
+    """Median loss and median rate over time; with ``memory``, a third panel with vSGD's median tau."""
     methods = [str(m) for m in arrays["methods"]]
-    fig, (ax_l, ax_r) = plt.subplots(2, 1, figsize=(6.5, 6.0), sharex=True)
+    memory = memory and "vsgd/tau" in arrays
+    if memory:
+        fig, (ax_l, ax_r, ax_m) = plt.subplots(3, 1, figsize=(6.5, 8.0), sharex=True,
+                                               gridspec_kw={"height_ratios": [1, 1, 0.6]})
+    else:
+        fig, (ax_l, ax_r) = plt.subplots(2, 1, figsize=(6.5, 6.0), sharex=True)
     for i, m in enumerate(methods):
         st = _style(m, i)
         loss = np.median(arrays[f"{m}/loss"], axis=1)
@@ -55,7 +61,13 @@ def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None):
         t_rate = np.arange(rate.size) + 1
         ax_l.plot(t_loss, loss, **st)
         ax_r.plot(t_rate, np.where(rate > 0, rate, np.nan), **{**st, "label": None})
-    for ax in (ax_l, ax_r):
+    axes = (ax_l, ax_r)
+    if memory:
+        tau = np.median(arrays["vsgd/tau"][..., 0], axis=1)
+        ax_m.plot(np.arange(tau.size) + 1, tau, **{**STYLE["vsgd"], "label": None})
+        ax_m.set_ylabel("vSGD memory τ\n(median, Sec. 4.2)")
+        axes = (ax_l, ax_r, ax_m)
+    for ax in axes:
         ax.set_yscale("log")
         if log_x:
             ax.set_xscale("log")
@@ -65,7 +77,7 @@ def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None):
         ax.grid(True, which="major", alpha=0.3)
     ax_l.set_ylabel("median excess loss  J(θ) − J(θ*)")
     ax_r.set_ylabel("median learning rate η")
-    ax_r.set_xlabel("samples (updates)")
+    axes[-1].set_xlabel("samples (updates)")
     ax_l.set_title(title, fontsize=10)
     ax_l.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
@@ -79,7 +91,8 @@ def supp_fig1(arrays, out: Path) -> list[Path]:
 
 def fig2(arrays, out: Path) -> list[Path]:
     fig = _loss_and_rates(arrays, "Non-stationary noisy quadratic: θ* jumps every "
-                          f"{int(arrays['jumps'][1])} steps (paper 1 Fig. 2)", log_x=False, jumps=arrays["jumps"])
+                          f"{int(arrays['jumps'][1])} steps (paper 1 Fig. 2), median of "
+                          f"{arrays['vsgd/loss'].shape[1]} runs", log_x=False, jumps=arrays["jumps"], memory=True)
     return _save(fig, out, "fig2_nonstationary")
 
 
