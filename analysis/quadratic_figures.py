@@ -93,7 +93,40 @@ def fig2(arrays, out: Path) -> list[Path]:
     fig = _loss_and_rates(arrays, "Non-stationary noisy quadratic: θ* jumps every "
                           f"{int(arrays['jumps'][1])} steps (paper 1 Fig. 2), median of "
                           f"{arrays['vsgd/loss'].shape[1]} runs", log_x=False, jumps=arrays["jumps"], memory=True)
-    return _save(fig, out, "fig2_nonstationary")
+    return _save(fig, out, "fig2_nonstationary") + (fig2_zoom(arrays, out) if len(arrays["jumps"]) > 1 else [])
+
+
+def fig2_zoom(arrays, out: Path, before: int = 10, after: int = 80) -> list[Path]:
+    """The steps around the jumps (after the first), aligned on the jump: median over runs, then over jumps,
+    of the excess loss and of the rate; for vSGD also the oracle's eq. 5 rate at vSGD's own theta."""
+    methods = [str(m) for m in arrays["methods"]]
+    jumps = [int(j) for j in arrays["jumps"][1:] if j + after <= arrays["vsgd/rate"].shape[0]]
+    k = np.arange(-before, after)
+    fig, (ax_l, ax_r) = plt.subplots(2, 1, figsize=(6.5, 6.0), sharex=True)
+
+    def aligned(a):  # [steps(+1), K, ...] -> median over runs at each step, then median over jumps
+        med = np.median(a.reshape(a.shape[0], a.shape[1], -1)[..., 0], axis=1)
+        return np.median(np.stack([med[j + k] for j in jumps]), axis=0)
+
+    for i, m in enumerate(methods):
+        st = _style(m, i)
+        ax_l.plot(k, aligned(arrays[f"{m}/loss"]), **st)  # loss[t]: theta after t updates
+        ax_r.plot(k, aligned(arrays[f"{m}/rate"]), **{**st, "label": None})  # rate[t]: the rate of update t
+    if "vsgd/oracle_rate_at_theta" in arrays:
+        ax_r.plot(k, aligned(arrays["vsgd/oracle_rate_at_theta"]), color="tab:red", ls=":", lw=1.2,
+                  label="oracle's rate at vSGD's θ")
+        ax_r.legend(fontsize=8, loc="lower right")
+    for ax in (ax_l, ax_r):
+        ax.set_yscale("log")
+        ax.axvline(0, color="0.8", lw=0.8, zorder=0)
+        ax.grid(True, which="major", alpha=0.3)
+    ax_l.set_ylabel("median excess loss")
+    ax_r.set_ylabel("median learning rate η")
+    ax_r.set_xlabel("updates since the jump")
+    ax_l.set_title(f"Fig. 2 around the jumps: median over {arrays['vsgd/loss'].shape[1]} runs, then over "
+                   f"{len(jumps)} jumps", fontsize=10)
+    ax_l.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, out, "fig2_nonstationary_zoom")
 
 
 def supp_fig2(arrays, out: Path) -> list[Path]:

@@ -84,6 +84,11 @@ def test_nonstationary_rate_climbs_back_after_each_jump(tmp_path):
     assert med["vsgd"][299] < 0.3 * min(med["sgd_1.0"][299], med["sgd_0.2"][299])
     # better on average over time than both cooling schedules (the paper's claim, Fig. 2 caption)
     assert s["vsgd/time_avg_median_loss"] < min(s["sgd_1/t/time_avg_median_loss"], s["sgd_0.2/t/time_avg_median_loss"])
+    # the figure and its zoom on the jumps are drawn from these arrays
+    from analysis.quadratic_figures import fig2
+
+    written = fig2(a, tmp_path / "fig")
+    assert {p.name for p in written} == {f"fig2_nonstationary{z}.{e}" for z in ("", "_zoom") for e in ("png", "pdf")}
 
 
 def test_rate_recovery_steps_counts_updates_until_within_the_factor():
