@@ -44,9 +44,15 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None):
+def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None, memory: bool = False):
+    """Median loss and median rate over time; with ``memory``, a third panel with vSGD's median tau."""
     methods = [str(m) for m in arrays["methods"]]
-    fig, (ax_l, ax_r) = plt.subplots(2, 1, figsize=(6.5, 6.0), sharex=True)
+    memory = memory and "vsgd/tau" in arrays
+    if memory:
+        fig, (ax_l, ax_r, ax_m) = plt.subplots(3, 1, figsize=(6.5, 8.0), sharex=True,
+                                               gridspec_kw={"height_ratios": [1, 1, 0.6]})
+    else:
+        fig, (ax_l, ax_r) = plt.subplots(2, 1, figsize=(6.5, 6.0), sharex=True)
     for i, m in enumerate(methods):
         st = _style(m, i)
         loss = np.median(arrays[f"{m}/loss"], axis=1)
@@ -55,7 +61,13 @@ def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None):
         t_rate = np.arange(rate.size) + 1
         ax_l.plot(t_loss, loss, **st)
         ax_r.plot(t_rate, np.where(rate > 0, rate, np.nan), **{**st, "label": None})
-    for ax in (ax_l, ax_r):
+    axes = (ax_l, ax_r)
+    if memory:
+        tau = np.median(arrays["vsgd/tau"][..., 0], axis=1)
+        ax_m.plot(np.arange(tau.size) + 1, tau, **{**STYLE["vsgd"], "label": None})
+        ax_m.set_ylabel("vSGD memory τ\n(median, Sec. 4.2)")
+        axes = (ax_l, ax_r, ax_m)
+    for ax in axes:
         ax.set_yscale("log")
         if log_x:
             ax.set_xscale("log")
@@ -65,7 +77,7 @@ def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None):
         ax.grid(True, which="major", alpha=0.3)
     ax_l.set_ylabel("median excess loss  J(θ) − J(θ*)")
     ax_r.set_ylabel("median learning rate η")
-    ax_r.set_xlabel("samples (updates)")
+    axes[-1].set_xlabel("samples (updates)")
     ax_l.set_title(title, fontsize=10)
     ax_l.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
@@ -79,8 +91,42 @@ def supp_fig1(arrays, out: Path) -> list[Path]:
 
 def fig2(arrays, out: Path) -> list[Path]:
     fig = _loss_and_rates(arrays, "Non-stationary noisy quadratic: θ* jumps every "
-                          f"{int(arrays['jumps'][1])} steps (paper 1 Fig. 2)", log_x=False, jumps=arrays["jumps"])
-    return _save(fig, out, "fig2_nonstationary")
+                          f"{int(arrays['jumps'][1])} steps (paper 1 Fig. 2), median of "
+                          f"{arrays['vsgd/loss'].shape[1]} runs", log_x=False, jumps=arrays["jumps"], memory=True)
+    return _save(fig, out, "fig2_nonstationary") + (fig2_zoom(arrays, out) if len(arrays["jumps"]) > 1 else [])
+
+
+def fig2_zoom(arrays, out: Path, before: int = 10, after: int = 80) -> list[Path]:
+    """The steps around the jumps (after the first), aligned on the jump: median over runs, then over jumps,
+    of the excess loss and of the rate; for vSGD also the oracle's eq. 5 rate at vSGD's own theta."""
+    methods = [str(m) for m in arrays["methods"]]
+    jumps = [int(j) for j in arrays["jumps"][1:] if j + after <= arrays["vsgd/rate"].shape[0]]
+    k = np.arange(-before, after)
+    fig, (ax_l, ax_r) = plt.subplots(2, 1, figsize=(6.5, 6.0), sharex=True)
+
+    def aligned(a):  # [steps(+1), K, ...] -> median over runs at each step, then median over jumps
+        med = np.median(a.reshape(a.shape[0], a.shape[1], -1)[..., 0], axis=1)
+        return np.median(np.stack([med[j + k] for j in jumps]), axis=0)
+
+    for i, m in enumerate(methods):
+        st = _style(m, i)
+        ax_l.plot(k, aligned(arrays[f"{m}/loss"]), **st)  # loss[t]: theta after t updates
+        ax_r.plot(k, aligned(arrays[f"{m}/rate"]), **{**st, "label": None})  # rate[t]: the rate of update t
+    if "vsgd/oracle_rate_at_theta" in arrays:
+        ax_r.plot(k, aligned(arrays["vsgd/oracle_rate_at_theta"]), color="tab:red", ls=":", lw=1.2,
+                  label="oracle's rate at vSGD's θ")
+        ax_r.legend(fontsize=8, loc="lower right")
+    for ax in (ax_l, ax_r):
+        ax.set_yscale("log")
+        ax.axvline(0, color="0.8", lw=0.8, zorder=0)
+        ax.grid(True, which="major", alpha=0.3)
+    ax_l.set_ylabel("median excess loss")
+    ax_r.set_ylabel("median learning rate η")
+    ax_r.set_xlabel("updates since the jump")
+    ax_l.set_title(f"Fig. 2 around the jumps: median over {arrays['vsgd/loss'].shape[1]} runs, then over "
+                   f"{len(jumps)} jumps", fontsize=10)
+    ax_l.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, out, "fig2_nonstationary_zoom")
 
 
 def supp_fig2(arrays, out: Path) -> list[Path]:
