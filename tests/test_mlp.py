@@ -80,7 +80,7 @@ def test_fused_sgd_steps_equal_generic_updates(name, l2_biases):
         step(fused, x, target, r)
     step.sync(fused)
     for a, b in zip(fused, expected):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)  # float64 rounding over 4 steps
 
 
 def test_evaluate_matches_per_sample_loss():
