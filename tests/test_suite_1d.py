@@ -114,7 +114,7 @@ def test_excess_and_expected_measures_agree_on_which_runs_are_worse():
     from vsgd.fd import RULE as FD
 
     case_list = [s.Case(f, 10.0, s2) for f in s.FUNCTIONS for s2 in (0.1, 10.0)]
-    kw = dict(runs=30, updates=64, n=1, seed=4)
+    kw = {"runs": 30, "updates": 64, "n": 1, "seed": 4}
     G_exc = s.gains(s.simulate(FD, [{}], case_list, measure="excess", **kw))
     G_exp = s.gains(s.simulate(FD, [{}], case_list, measure="expected", **kw))
     assert (G_exc < 0).any()  # f_abs A = 10 overshoots on its first update: the comparison is not vacuous
