@@ -91,8 +91,10 @@ def draw_heatmaps(res: dict, path: Path, *, rows: list[int] | None = None, title
     ax.tick_params(length=0)
     for s in ax.spines.values():
         s.set_visible(False)
-    ax.set_title(title or "1-D suite: loss gain log10(initial/current); x: log2 updates 1..1024, y: runs sorted; "
-                 "white = initial, blue = better, red = worse; colour scale per column", fontsize=9, pad=22)
+    what = "excess loss (expected - optimal)" if res.get("measure", "expected") == "excess" else "expected loss"
+    ax.set_title((title + "\n" if title else "") + f"1-D suite: gain log10(initial/current) of the {what}; x: log2 updates "
+                 "1..1024, y: runs sorted;\nwhite = initial, blue = better, red = worse; colour scale per column",
+                 fontsize=9, pad=22)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -109,8 +111,10 @@ def draw_learning_curves(res: dict, path: Path, *, case: str = "abs A=1 s2=1", n
     cs = res["cases"][c]
     import torch
 
-    L0 = float(suite_1d.expected_loss(cs.function, torch.tensor(cs.A, dtype=torch.float64),
-                                      torch.tensor(cs.s2, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)))
+    A, s2 = torch.tensor(cs.A, dtype=torch.float64), torch.tensor(cs.s2, dtype=torch.float64)
+    measure = res.get("measure", "expected")
+    L0 = float(suite_1d.measured_loss(cs.function, A, s2, suite_1d.expected_loss(cs.function, A, s2, torch.tensor(1.0, dtype=torch.float64)),
+                                      measure))
     scale = column_scales(res["gain"][:, c:c + 1])[0]
     fig = plt.figure(figsize=(11, 4))
     ax = fig.add_axes([0.07, 0.14, 0.5, 0.76])
@@ -126,7 +130,7 @@ def draw_learning_curves(res: dict, path: Path, *, case: str = "abs A=1 s2=1", n
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("updates")
-    ax.set_ylabel("expected loss")
+    ax.set_ylabel("expected loss" if measure == "expected" else "excess loss E f(theta) - min E f")
     ax.set_title(f"f_{cs.function}, A={cs.A:g}, sigma^2={cs.s2:g}, n={n}: {trials} runs each, mean bold", fontsize=9)
     ax.legend(fontsize=8)
     for j, (p, r) in enumerate(zip(picks, rows)):
@@ -153,8 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=results.DEFAULT_STORE)
     ap.add_argument("--out", type=Path, default=Path("figures"))
+    ap.add_argument("--table", action="store_true", help="only print vSGD-fd's per-case table (median final gain, red cells)")
     args = ap.parse_args(argv)
     res = suite_1d.load(args.store / "synthetic" / "suite_1d.npz")
+    if args.table:
+        print(f"vsgd_fd, gain of the {res.get('measure', 'expected')} loss")
+        print(suite_1d.acceptance_table(res).to_string(float_format=lambda x: f"{x:.4g}"))
+        return
     print(draw_heatmaps(res, args.out / "suite_1d_heatmap.png"))
     fd_rows = [i for i, (s, _) in enumerate(res["rows"]) if s.algorithm in ("vsgd_fd", "vsgd_exact")]
     print(draw_heatmaps(res, args.out / "suite_1d_heatmap_vsgd.png", rows=fd_rows,

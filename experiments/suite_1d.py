@@ -10,7 +10,18 @@ Sample losses, u = theta - xi, xi ~ N(0, sigma^2) (paper 2 Sec. 6):
 with A and sigma^2 in {0.1, 1, 10}: 36 cases. Every run starts at theta0 = 1 (the paper does not say;
 1 is the default start of the first author's 1-D code) and makes ``updates`` updates, each on a
 fresh minibatch of n samples; the loss recorded is the exact expected loss at 1, 2, 4, ..., 1024
-updates. One (rule, n) is one batched computation over K = settings x cases x runs members, through
+updates. The gain is log10(initial / current) of a loss chosen by ``measure`` (paper 2 says "gain in
+loss" and nothing more):
+
+* ``"excess"`` (default): the expected loss minus its minimum over theta (:func:`optimal_loss`), as the
+  first author's 1-D code plots it (|E f(theta) - E f(theta*)|). The gain then measures progress towards
+  the optimum, on the same scale for every noise level.
+* ``"expected"``: the expected loss itself. It includes the irreducible noise term (A sigma^2 for f_quad),
+  so on the sigma^2 = 10 cases the whole attainable gain is ~0.04 (f_quad) or ~0.008 (f_gauss).
+
+The sign of every gain, and so the fraction of runs worse than they started, is the same under both:
+each expected loss is an increasing function of |theta| (of theta for f_rectlin, whose minimum, 0, is at
+-infinity), so current > initial under one measure exactly when it is under the other. One (rule, n) is one batched computation over K = settings x cases x runs members, through
 the very rules the benchmarks use (``baselines.sgd``, ``baselines.adagrad``, ``baselines.amari``, ``vsgd.fd``).
 
 The row ``vsgd_exact`` is the ``vsgd_l`` rule (paper 1's element-wise vSGD, n0 = 10, its other defaults) fed the
@@ -86,6 +97,34 @@ def sample_curvature(function: str, A: Tensor, u: Tensor) -> Tensor:
     if function == "gauss":
         return A * (1 - u * u) * torch.exp(-0.5 * u * u)
     raise ValueError(f"unknown function {function!r}")
+
+
+MEASURES = ("excess", "expected")
+
+
+def optimal_loss(function: str, A: Tensor, s2: Tensor) -> Tensor:
+    """min over theta of :func:`expected_loss` (at theta = 0; f_rectlin: its infimum 0, at -infinity)."""
+    if function == "quad":
+        return A * s2
+    if function == "abs":
+        return A * s2.sqrt() * math.sqrt(2 / math.pi)
+    if function == "rectlin":
+        return torch.zeros_like(A * s2)
+    if function == "gauss":
+        return A - A / torch.sqrt(1 + s2)
+    raise ValueError(f"unknown function {function!r}")
+
+
+def measured_loss(function: str, A: Tensor, s2: Tensor, loss: Tensor, measure: str) -> Tensor:
+    """The loss the gains are taken of: ``loss`` (expected losses) as such, or minus its optimum (``excess``).
+
+    Excess losses are floored at 1e-12 x the optimal loss (below that they are float64 rounding of the difference)."""
+    if measure == "expected":
+        return loss
+    if measure != "excess":
+        raise ValueError(f"unknown measure {measure!r}; expected one of {MEASURES}")
+    opt = optimal_loss(function, A, s2)
+    return torch.maximum(loss - opt, 1e-12 * opt)
 
 
 def expected_loss(function: str, A: Tensor, s2: Tensor, theta: Tensor) -> Tensor:
@@ -205,8 +244,11 @@ def checkpoints(updates: int) -> list[int]:
 
 
 def simulate(rule: Rule, setting_hps: list[dict[str, float]], case_list: list[Case], *, runs: int, updates: int,
-             n: int, theta0: float = 1.0, seed: int = 0, dtype=torch.float64) -> np.ndarray:
-    """Expected losses ``[settings, cases, runs, 1 + #checkpoints]`` (column 0: the initial loss)."""
+             n: int, theta0: float = 1.0, seed: int = 0, dtype=torch.float64, measure: str = "expected") -> np.ndarray:
+    """Losses ``[settings, cases, runs, 1 + #checkpoints]`` (column 0: the initial loss): expected losses, or
+    with ``measure="excess"`` expected minus optimal losses (see :func:`measured_loss`)."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure={measure!r}: use one of {MEASURES}")
     S, C = len(setting_hps), len(case_list)
     K = S * C * runs
     gen = torch.Generator().manual_seed(seed)
@@ -228,7 +270,8 @@ def simulate(rule: Rule, setting_hps: list[dict[str, float]], case_list: list[Ca
         return torch.cat([fun(f, A[sl].unsqueeze(1), u[sl]) for f, sl in slices.items()])
 
     def loss(theta: Tensor) -> Tensor:
-        out = torch.cat([expected_loss(f, A[sl], s2[sl], theta[sl]) for f, sl in slices.items()])
+        out = torch.cat([measured_loss(f, A[sl], s2[sl], expected_loss(f, A[sl], s2[sl], theta[sl]), measure)
+                         for f, sl in slices.items()])
         return torch.nan_to_num(out, nan=math.inf)
 
     cps = checkpoints(updates)
@@ -272,8 +315,10 @@ def gains(losses: np.ndarray) -> np.ndarray:
 
 def run_suite(*, runs: int = 100, updates: int = 1024, batch_sizes=(1, 10), eta0s=(0.01, 0.1, 1.0, 10.0),
               gammas=(0.0, 1.0), amari_tau: float = 100.0, theta0: float = 1.0, seed: int = 0,
-              algorithms: tuple[str, ...] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every (setting, n) row on every case. Returns arrays and labels (see :func:`save`)."""
+              algorithms: tuple[str, ...] | None = None, measure: str = "excess",
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every (setting, n) row on every case. Returns arrays and labels (see :func:`save`); gains of the
+    ``measure`` loss (``"excess"`` or ``"expected"``, module docstring)."""
     case_list = cases()
     all_settings = [s for s in settings(eta0s, gammas, amari_tau) if algorithms is None or s.algorithm in algorithms]
     rows, row_gain, standins = [], [], set()
@@ -285,7 +330,7 @@ def run_suite(*, runs: int = 100, updates: int = 1024, batch_sizes=(1, 10), eta0
         for n in batch_sizes:
             t0 = time.perf_counter()
             L = simulate(rule, [dict(s.hp) for s in group], case_list, runs=runs, updates=updates, n=n,
-                         theta0=theta0, seed=seed + 1000 * n)
+                         theta0=theta0, seed=seed + 1000 * n, measure=measure)
             G = gains(L)
             for s, g in zip(group, G):
                 rows.append((s, n))
@@ -293,7 +338,7 @@ def run_suite(*, runs: int = 100, updates: int = 1024, batch_sizes=(1, 10), eta0
             log(f"[suite_1d] {algorithm:10s} n={n:2d}: {len(group)} settings x {len(case_list)} cases x {runs} runs "
                 f"in {time.perf_counter() - t0:.1f}s{' (stand-in rule)' if standin else ''}")
     return {"gain": np.stack(row_gain).astype(np.float32), "rows": rows, "cases": case_list,
-            "checkpoints": checkpoints(updates), "standins": sorted(standins)}
+            "checkpoints": checkpoints(updates), "standins": sorted(standins), "measure": measure}
 
 
 def summary(result: dict[str, Any]) -> pd.DataFrame:
@@ -309,7 +354,7 @@ def summary(result: dict[str, Any]) -> pd.DataFrame:
                 recs.append({"algorithm": s.algorithm, "setting": s.label, "n": n, "function": case.function, "A": case.A,
                              "sigma2": case.s2, "step": step, "gain_median": q[1, r, c, k], "gain_q10": q[0, r, c, k],
                              "gain_q90": q[2, r, c, k], "frac_worse_final": worse[r, c],
-                             "standin": s.algorithm in result["standins"]})
+                             "standin": s.algorithm in result["standins"], "measure": result.get("measure", "expected")})
     return pd.DataFrame(recs)
 
 
@@ -320,7 +365,7 @@ def save(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
                         row_setting=[s.label for s, _ in result["rows"]], row_n=[n for _, n in result["rows"]],
                         case_function=[c.function for c in result["cases"]], case_A=[c.A for c in result["cases"]],
                         case_sigma2=[c.s2 for c in result["cases"]], checkpoints=result["checkpoints"],
-                        standins=np.array(result["standins"], dtype=str))
+                        standins=np.array(result["standins"], dtype=str), measure=result.get("measure", "expected"))
     csv = folder / "suite_1d.csv"
     summary(result).to_csv(csv, index=False)
     return npz, csv
@@ -332,7 +377,8 @@ def load(path: Path) -> dict[str, Any]:
     rows = [(_LabelSetting(str(a), str(s)), int(n)) for a, s, n in zip(z["row_algorithm"], z["row_setting"], z["row_n"])]
     case_list = [Case(str(f), float(a), float(s)) for f, a, s in zip(z["case_function"], z["case_A"], z["case_sigma2"])]
     return {"gain": z["gain"], "rows": rows, "cases": case_list, "checkpoints": [int(c) for c in z["checkpoints"]],
-            "standins": [str(s) for s in z["standins"]]}
+            "standins": [str(s) for s in z["standins"]],
+            "measure": str(z["measure"]) if "measure" in z.files else "expected"}  # files before fd2: expected losses
 
 
 @dataclass(frozen=True)
@@ -355,12 +401,33 @@ def run(cfg) -> dict[str, Any]:
     res = run_suite(runs=int(c.runs), updates=int(c.updates), batch_sizes=tuple(int(n) for n in c.batch_sizes),
                     eta0s=tuple(float(e) for e in c.eta0), gammas=tuple(float(g) for g in c.sgd_gamma),
                     amari_tau=float(c.amari_tau), theta0=float(c.theta0), seed=int(c.seed),
-                    algorithms=tuple(c.algorithms) if c.get("algorithms") else None)
+                    algorithms=tuple(c.algorithms) if c.get("algorithms") else None, measure=str(c.get("measure", "excess")))
     npz, csv = save(res, store / "synthetic")
     print(f"[suite_1d] wrote {npz} and {csv}")
     df = summary(res)
-    print(final_table(df).to_string())
+    if any(s.algorithm == "vsgd_fd" for s, _ in res["rows"]):
+        print(f"[suite_1d] vsgd_fd per case ({res['measure']} loss; python -m analysis.heatmaps --table prints it again):")
+        print(acceptance_table(res).to_string(float_format=lambda x: f"{x:.4g}"))
     return {"npz": npz, "csv": csv, "summary": df}
+
+
+def acceptance_table(result: dict[str, Any], algorithm: str = "vsgd_fd") -> pd.DataFrame:
+    """Per case (rows) and n: median final gain over runs (``median``), fraction of runs ending worse than they
+    started (``worse_end``), fraction of all (run, checkpoint) cells worse than the start, i.e. red in the heatmap
+    (``red_cells``), and the lowest gain of any cell (``worst``; -99: a diverged run)."""
+    G = np.maximum(result["gain"], DIVERGED_GAIN)
+    recs = []
+    for r, (s, n) in enumerate(result["rows"]):
+        if s.algorithm != algorithm:
+            continue
+        for c, case in enumerate(result["cases"]):
+            g = G[r, c]
+            recs.append({"function": case.function, "A": case.A, "sigma2": case.s2, "n": n,
+                         "median": float(np.median(g[:, -1])), "worse_end": float((g[:, -1] < 0).mean()),
+                         "red_cells": float((g < 0).mean()), "worst": float(g.min())})
+    df = pd.DataFrame(recs)
+    return df.pivot_table(index=["function", "A", "sigma2"], columns="n", sort=False,
+                          values=["median", "worse_end", "red_cells", "worst"]).swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False)
 
 
 def final_table(df: pd.DataFrame, algorithm: str = "vsgd_fd") -> pd.DataFrame:

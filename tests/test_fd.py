@@ -189,6 +189,26 @@ def test_bootstrap_makes_no_update_for_n0_samples_then_moves():
     assert float(s5["step"][0]) == 1 and not torch.equal(t5, theta0)
 
 
+@pytest.mark.parametrize("n", [1, 4, 10, 16])
+def test_first_update_continues_the_bootstrap_mean(n):
+    # tau0 = 0: the first update's EMA weight 1 / (k + 1) continues the arithmetic mean of the k bootstrap minibatches,
+    # so g_bar after it is the mean of all k + 1 minibatch gradients (at n >= n0, k = 1: the bootstrap is not discarded)
+    p = NoisyQuadratic(K=1, d=3, n=n, seed=11)
+    k = -(-10 // n)
+    theta = torch.full((1, 3), 3.0)
+    hp = hp_for(1, n0=10.0, outlier_sigma=0.0)
+    state = RULE.init([theta], hp)
+    seen = []
+    for _ in range(k + 1):
+        xi, mask = p.sample()
+        g, ex = p.extras(theta, xi, mask)
+        seen.append(g)
+        (u,), state = RULE.update([g], state, [theta], hp, ex)
+        theta = theta + u
+    assert float(state["step"][0]) == 1
+    torch.testing.assert_close(state["g_bar"][0], torch.stack(seen).mean(0))
+
+
 def test_K_batched_members_equal_K_separate_runs():
     settings = [{}, {"outlier_sigma": 0.0}, {"sparse": 1.0, "eps": 1e-3}, {"n0": 3.0, "slow_start": 5.0}]
     K = len(settings)

@@ -86,8 +86,38 @@ def test_experiment_config_runs_and_writes_npz_and_csv(tmp_path):
     assert set(df.algorithm) == {"sgd", "vsgd_fd"} and set(df.n) == {1, 10} and df.step.max() == 8
     back = s.load(tmp_path / "synthetic" / "suite_1d.npz")
     assert back["gain"].shape == (2 * 8 + 2, 36, 3, 4)  # (8 SGD settings + vSGD-fd) x 2 n, 36 cases, 3 runs, 4 checkpoints
+    assert back["measure"] == "excess" and set(df.measure) == {"excess"}
+    table = s.acceptance_table(back)
+    assert table.shape == (36, 8) and set(table.columns.get_level_values(0)) == {1, 10}
 
     from analysis import heatmaps
 
     png = heatmaps.draw_heatmaps(back, tmp_path / "h.png")
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("function", s.FUNCTIONS)
+@pytest.mark.parametrize("A,s2", [(0.1, 10.0), (1.0, 1.0), (10.0, 0.1)])
+def test_optimal_loss_is_the_minimum_of_the_expected_loss(function, A, s2):
+    At, s2t = torch.tensor(A, dtype=DT), torch.tensor(s2, dtype=DT)
+    theta = torch.linspace(-30.0, 30.0, 6001, dtype=DT)
+    L = s.expected_loss(function, At, s2t, theta)
+    opt = float(s.optimal_loss(function, At, s2t))
+    assert float(L.min()) >= opt - 1e-12 * max(opt, 1.0)
+    if function == "rectlin":  # infimum 0 at -infinity
+        assert opt == 0.0 and float(L[0]) < 1e-6 * A
+    else:  # attained at theta = 0
+        assert float(s.expected_loss(function, At, s2t, torch.tensor(0.0, dtype=DT))) == pytest.approx(opt, rel=1e-12)
+
+
+def test_excess_and_expected_measures_agree_on_which_runs_are_worse():
+    from vsgd.fd import RULE as FD
+
+    case_list = [s.Case(f, 10.0, s2) for f in s.FUNCTIONS for s2 in (0.1, 10.0)]
+    kw = {"runs": 30, "updates": 64, "n": 1, "seed": 4}
+    G_exc = s.gains(s.simulate(FD, [{}], case_list, measure="excess", **kw))
+    G_exp = s.gains(s.simulate(FD, [{}], case_list, measure="expected", **kw))
+    assert (G_exc < 0).any()  # f_abs A = 10 overshoots on its first update: the comparison is not vacuous
+    np.testing.assert_array_equal(G_exc < 0, G_exp < 0)
+    np.testing.assert_array_equal(G_exc > 0, G_exp > 0)
+    assert (np.abs(G_exc) >= np.abs(G_exp) - 1e-9).all()  # subtracting the same optimum widens every ratio

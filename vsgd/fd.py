@@ -27,9 +27,11 @@ Hyper-parameters (none needs tuning; they pin down what the paper leaves open):
   the co-author's Torch vsgdfd; paper 2 is silent). For n > 1 eq. 3's rate is dominated by
   (n-1) g_bar^2 and hardly feels C on v_bar alone; on the 1-D suite this halves the runs that end a
   checkpoint worse than they started (docs/vsgd_fd.md).
-* ``tau0`` = 0: the memory after the bootstrap is the number of bootstrap minibatches ceil(n0 / n)
-  (an arithmetic mean over k minibatches is what an EMA with tau = k gives; paper silent, the first
-  author's code uses 2; any value > 0 is used as given).
+* ``tau0`` = 0: the memory at the first update is k + 1, k = ceil(n0 / n) the number of bootstrap
+  minibatches: the first update's EMA step (weight 1 / (k + 1)) continues the bootstrap's arithmetic mean
+  over k minibatches exactly (paper silent; the first author's code uses 2; any value > 0 is used as
+  given). Until fd2 this was k, which at n >= n0 (k = 1, e.g. n = 10) gave the first update the weight
+  1 / tau = 1: the bootstrap statistics, slow start included, were thrown away before they were used.
 * ``fd_sign`` = +1 and ``fd_step`` = 0: the FD pair is (theta, theta + g_bar), as eq. 6 writes it.
   Options: -1 evaluates at theta - g_bar (where the update goes); ``fd_step`` = 1 uses the last
   update's length eta g_bar instead of g_bar (Sec. 5.1's "typical update distance").
@@ -76,7 +78,7 @@ HYPERPARAMS = {
     "slow_start": HyperParam(2.0, low=1.0, doc="C: v_bar is multiplied by C after the bootstrap (paper 1 Sec. 4.4)"),
     "slow_start_curvature": HyperParam(1.0, low=0.0, high=1.0,
                                        doc="1: the slow start also scales h_bar by C and v_fd_bar by C^2 (1/h / C)"),
-    "tau0": HyperParam(0.0, low=0.0, doc="memory size tau after the bootstrap; 0: the number of bootstrap minibatches"),
+    "tau0": HyperParam(0.0, low=0.0, doc="memory size tau at the first update; 0: bootstrap minibatches + 1 (continues their mean)"),
     "fd_sign": HyperParam(1.0, low=-1.0, high=1.0, doc="+1: shift theta + g_bar (Alg. 1); -1: theta - g_bar (the update's way)"),
     "outlier_sigma": HyperParam(2.0, low=0.0, doc="outlier threshold in standard deviations (Sec. 5.3); 0 = off"),
     "eps": HyperParam(1e-5, low=0.0, low_inclusive=False, doc="guards the four 0/0 divisions (Sec. 5.4)"),
@@ -166,8 +168,10 @@ def update(grads, state, params, hp, extras):
         Ch = torch.where(K1(hp["slow_start_curvature"]) > 0, C, torch.ones_like(C))  # 1/h = h_bar / v_fd_bar -> / C
         boot_stats[2] = torch.where(done_now, boot_stats[2] * Ch, boot_stats[2])
         boot_stats[3] = torch.where(done_now, boot_stats[3] * Ch * Ch, boot_stats[3])
-        n_boot = torch.ceil(hp["n0"] / n_f)  # bootstrap minibatches: an arithmetic mean over them is an EMA with that tau
-        tau_start = torch.where(hp["tau0"] > 0, hp["tau0"], n_boot)
+        # Sec. 5.4 (tau at the first update: paper silent): k bootstrap minibatches hold an arithmetic mean over k;
+        # weight 1 / (k + 1) on the next minibatch continues that mean (tau = k would discard it when k = 1)
+        n_boot = torch.ceil(hp["n0"] / n_f)
+        tau_start = torch.where(hp["tau0"] > 0, hp["tau0"], n_boot + 1)
         boot_tau = torch.where(done_now, K1(tau_start).expand_as(tau), tau)
 
         # Sec. 5.3: outliers (2 sd of a minibatch mean) make the memory one sample longer

@@ -82,7 +82,7 @@ class VSGDfd(RuleOptimizer):
         n0: bootstrap samples before the first update (10, Sec. 5.4).
         slow_start: C, v_bar is multiplied by C after the bootstrap (2).
         slow_start_curvature: also divide 1/h by C after the bootstrap (True).
-        tau0: memory size after the bootstrap (0: the number of bootstrap minibatches).
+        tau0: memory size at the first update (0: bootstrap minibatches + 1, continuing their mean).
         outlier_sigma: outlier threshold in standard deviations (2, Sec. 5.3); 0 turns detection off.
         eps: guards the 0/0 divisions (1e-5, Sec. 5.4).
         fd_sign: +1: FD pair (theta, theta + g_bar) as eq. 6; -1: (theta, theta - g_bar).
