@@ -270,13 +270,16 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
         t0 = time.perf_counter()
         estimate = {"printed": c > 0}
 
-        def progress(n: int, t0=t0, part=part, estimate=estimate) -> None:
-            """Called every 1000 steps with the member-updates done; the first chunk prints an estimate."""
+        def progress(n: int, part=part, estimate=estimate) -> None:
+            """Called every 1000 steps with the member-updates done; the first chunk prints an estimate
+            measured over its steps 1000-4000 (after compilation and the slow start)."""
             if bar is not None:
                 bar.update(n)
             estimate["done"] = estimate.get("done", 0) + n
-            if not estimate["printed"] and estimate["done"] >= 3000 * len(part):
-                rate = estimate["done"] / (time.perf_counter() - t0)
+            if "t1" not in estimate:
+                estimate["t1"], estimate["done1"] = time.perf_counter(), estimate["done"]
+            elif not estimate["printed"] and estimate["done"] - estimate["done1"] >= 3000 * len(part):
+                rate = (estimate["done"] - estimate["done1"]) / (time.perf_counter() - estimate["t1"])
                 total = steps * len(todo)
                 estimate["printed"] = True
                 _write(bar, f"[{bench.name} {name}] measured {rate:,.0f} member-updates/s: "
