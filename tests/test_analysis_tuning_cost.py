@@ -128,7 +128,7 @@ def test_off_scale_mean_on_the_top_edge_and_shared_x_spread_on_the_page(store, t
     ax = panels(fig)["M0"]
     cocob = next(ln for ln in ax.lines if ln.get_label() == "cocob")
     assert list(cocob.get_xdata()) == [1] and cocob.get_ydata()[0] == ax.get_ylim()[1]
-    assert cocob.get_marker() == "^"
+    assert cocob.get_marker() == "^" and cocob.get_markerfacecolor() != "white"  # tuning-free: filled there too
     # every tuning-free method sits at x = 1 in data, at a different place on the page
     at_one = [c.lines[0] for c in ax.containers if list(c.lines[0].get_xdata()) == [1]] + [cocob]
     assert len(at_one) == 4  # vSGD-l, vSGD-b, Adam, COCOB
