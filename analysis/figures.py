@@ -182,20 +182,29 @@ def scatter_panels(inp: Inputs, benches: list[str], out: Path, stem: str, title:
             if lims[0] < lims[1]:
                 diag, = ax.plot(lims, lims, ls=":", color="gray", lw=0.8, zorder=1)
                 handles.setdefault("train = test", diag)
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
+            ax.set_title(bench_title(inp, bench))
             ax.set_xlabel(f"train {unit(bench)}")
             ax.set_ylabel(f"test {unit(bench)}")
-        for ax in list(axes.flat)[len(benches):]:
-            ax.axis("off")
-        fig.suptitle(title, y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _finish(fig, axes, len(benches), title)
         _legend(fig, handles)
         return _save(fig, out, stem)
 
 
 def sub_all_original(inp: Inputs, bench: str) -> bool:
     return bool(inp.df[inp.df.benchmark == bench].data_original.all())
+
+
+def bench_title(inp: Inputs, bench: str) -> str:
+    """A panel's title: the benchmark, and "(approx. data)" when its records are not on the original files."""
+    return bench if sub_all_original(inp, bench) else f"{bench} (approx. data)"
+
+
+def _finish(fig, axes, n_used: int, title: str) -> None:
+    """Hide the panels beyond the first n_used, add the title, lay out with room for the legend below."""
+    for ax in list(axes.flat)[n_used:]:
+        ax.axis("off")
+    fig.suptitle(title, y=1.0)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
 
 
 def fig3_mnist(inp: Inputs, out: Path) -> list[Path]:
@@ -260,12 +269,10 @@ def supp_fig6_rates(inp: Inputs, out: Path) -> list[Path]:
             _log_axis(ax.xaxis)
             ax.set_xlabel("epoch")
             ax.set_ylabel("learning rate (solid: max, dashed: min)")
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
+            ax.set_title(bench_title(inp, bench))
         order = [label(m) for m in common.method_order({m for d in panels.values() for m in d})]
         handles = {k: handles[k] for k in order if k in handles}
-        fig.suptitle("Supp. Fig. 6: min / max learning rate over time (median over seeds)", y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _finish(fig, axes, len(panels), "Supp. Fig. 6: min / max learning rate over time (median over seeds)")
         _legend(fig, handles)
         return _save(fig, out, "supp_fig6_learning_rates")
 
@@ -340,12 +347,8 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
             _log_axis(ax.xaxis, subs=(1, 3))
             ax.set_xlabel("η0")
             ax.set_ylabel(f"{split} {unit(bench)}")
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
-        for ax in list(axes.flat)[len(benches):]:
-            ax.axis("off")
-        fig.suptitle(title, y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+            ax.set_title(bench_title(inp, bench))
+        _finish(fig, axes, len(benches), title)
         _legend(fig, handles, ncol=4)
         return _save(fig, out, stem)
 
@@ -494,13 +497,9 @@ def beyond_tuning_cost(inp: Inputs, out: Path) -> list[Path]:
             ax.set_ylim(bottom, top)
             ax.set_xlabel("tuning runs needed (1 = tuning-free; else grid size)")
             ax.set_ylabel(f"test {unit(bench)}")
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
-        for ax in list(axes.flat)[len(benches):]:
-            ax.axis("off")
-        fig.suptitle("Beyond the paper: final test error (mean ± std over seeds) against tuning runs needed",
-                     y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+            ax.set_title(bench_title(inp, bench))
+        _finish(fig, axes, len(benches),
+                "Beyond the paper: final test error (mean ± std over seeds) against tuning runs needed")
         every = pts.drop_duplicates("method").set_index("method")
         names = [label(m) + (f" ({int(every.n_settings[m])} runs)" if every.tuned[m] else " (no tuning)")
                  for m in order]
