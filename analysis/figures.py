@@ -437,7 +437,7 @@ def beyond_tuning_cost(inp: Inputs, out: Path) -> list[Path]:
     x is exactly ``n_settings`` (log axis); methods sharing an x (all tuning-free ones at 1, Amari and
     Almeida at 119) are spread sideways by a few points on the page, not in data units. y: mean final test
     error over seeds at the Tables 2/3 setting, bars +- one std over seeds. A mean far above the others
-    (``_cost_ylim``) is an open triangle on the top edge, a non-finite one (a diverged CR run) a cross there;
+    (``_cost_ylim``) is a triangle on the top edge (filled or open as its method), a non-finite one (a diverged CR run) a cross there;
     their values are in Table 3.
     """
     stem = "beyond_tuning_cost"
