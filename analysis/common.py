@@ -40,7 +40,13 @@ CIFAR = ("C0", "C1", "CR")
 # the paper's column order (Tables 2, 3); any other method present follows, alphabetically
 PAPER_METHODS = ("vsgd_l", "vsgd_b", "vsgd_g", "sgd", "adagrad", "smd", "amari", "almeida")
 LABELS = {"vsgd_l": "vSGD-l", "vsgd_b": "vSGD-b", "vsgd_g": "vSGD-g", "vsgd_fd": "vSGD-fd", "sgd": "SGD",
-          "adagrad": "AdaGrad", "smd": "SMD", "amari": "Amari", "almeida": "Almeida"}
+          "adagrad": "AdaGrad", "smd": "SMD", "amari": "Amari", "almeida": "Almeida",
+          # issue 9: today's tuning-free optimizers (config names in docs/beyond.md)
+          "adam": "Adam", "dadapt_sgd": "D-Adapt SGD", "dadapt_adam": "D-Adapt Adam", "prodigy": "Prodigy",
+          "sgd_schedulefree": "SF-SGD", "adamw_schedulefree": "SF-AdamW", "dog": "DoG", "cocob": "COCOB"}
+# issue 9's tuning-free PyPI optimizers, in the issue's order (config names; docs/beyond.md)
+BEYOND_METHODS = ("adam", "dadapt_sgd", "dadapt_adam", "prodigy", "sgd_schedulefree", "adamw_schedulefree", "dog",
+                  "cocob")
 # Sec. 7 and the last line of Table 3: tuning runs per method (used when conf/grid/<method>.yaml is absent)
 PAPER_SETTINGS = {"vsgd_l": 1, "vsgd_b": 1, "vsgd_g": 1, "sgd": 68, "adagrad": 17, "smd": 476, "amari": 119,
                   "almeida": 119}

@@ -10,6 +10,10 @@
                      Supp. Figs. 7-8: final test / train error of every SGD and AdaGrad setting (against eta0,
                      SGD's decay gamma by shade) and the vSGD variants as horizontal lines; settings that
                      diverged or lie above the scale are drawn on the top edge as open triangles.
+    beyond_tuning_cost
+                     Issue 9: per benchmark, final test error (mean +- std over seeds, the Table 3 setting)
+                     against the number of tuning runs each method needs (1 for a tuning-free method, the grid
+                     size for a tuned one); tuning-free methods filled, tuned ones open.
 
 Sizes are the paper's: a double-column figure is 6.75 in wide, fonts 7-8 pt. Every function returns the
 files it wrote and writes nothing (a logged note) when its data is absent.
@@ -29,7 +33,7 @@ import pandas as pd
 
 from analysis import common
 from analysis.common import label, log
-from analysis.tables import Inputs, table1, table23_records
+from analysis.tables import Inputs, table1, table23, table23_records
 
 WIDTH = 6.75  # inches: the paper's text width (two columns)
 STYLE = {  # the paper's colours where it names them (SGD green, AdaGrad yellow, vSGD black)
@@ -42,6 +46,15 @@ STYLE = {  # the paper's colours where it names them (SGD green, AdaGrad yellow,
     "vsgd_b": {"color": "#555555", "marker": "s"},
     "vsgd_g": {"color": "#999999", "marker": "D"},
     "vsgd_fd": {"color": "#d62728", "marker": "P"},
+    # issue 9: today's tuning-free optimizers (fixed colours, so a method looks the same in every run)
+    "adam": {"color": "#ff7f0e", "marker": "*"},
+    "dadapt_sgd": {"color": "#17becf", "marker": "<"},
+    "dadapt_adam": {"color": "#0b6e75", "marker": ">"},
+    "prodigy": {"color": "#e377c2", "marker": "p"},
+    "sgd_schedulefree": {"color": "#bcbd22", "marker": "h"},
+    "adamw_schedulefree": {"color": "#6b6b00", "marker": "H"},
+    "dog": {"color": "#8c1d40", "marker": "d"},
+    "cocob": {"color": "#4a90d9", "marker": "X"},
 }
 OTHER = ["#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#ff7f0e"]
 RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
@@ -169,20 +182,29 @@ def scatter_panels(inp: Inputs, benches: list[str], out: Path, stem: str, title:
             if lims[0] < lims[1]:
                 diag, = ax.plot(lims, lims, ls=":", color="gray", lw=0.8, zorder=1)
                 handles.setdefault("train = test", diag)
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
+            ax.set_title(bench_title(inp, bench))
             ax.set_xlabel(f"train {unit(bench)}")
             ax.set_ylabel(f"test {unit(bench)}")
-        for ax in list(axes.flat)[len(benches):]:
-            ax.axis("off")
-        fig.suptitle(title, y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _finish(fig, axes, len(benches), title)
         _legend(fig, handles)
         return _save(fig, out, stem)
 
 
 def sub_all_original(inp: Inputs, bench: str) -> bool:
     return bool(inp.df[inp.df.benchmark == bench].data_original.all())
+
+
+def bench_title(inp: Inputs, bench: str) -> str:
+    """A panel's title: the benchmark, and "(approx. data)" when its records are not on the original files."""
+    return bench if sub_all_original(inp, bench) else f"{bench} (approx. data)"
+
+
+def _finish(fig, axes, n_used: int, title: str) -> None:
+    """Hide the panels beyond the first n_used, add the title, lay out with room for the legend below."""
+    for ax in list(axes.flat)[n_used:]:
+        ax.axis("off")
+    fig.suptitle(title, y=1.0)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
 
 
 def fig3_mnist(inp: Inputs, out: Path) -> list[Path]:
@@ -247,12 +269,10 @@ def supp_fig6_rates(inp: Inputs, out: Path) -> list[Path]:
             _log_axis(ax.xaxis)
             ax.set_xlabel("epoch")
             ax.set_ylabel("learning rate (solid: max, dashed: min)")
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
+            ax.set_title(bench_title(inp, bench))
         order = [label(m) for m in common.method_order({m for d in panels.values() for m in d})]
         handles = {k: handles[k] for k in order if k in handles}
-        fig.suptitle("Supp. Fig. 6: min / max learning rate over time (median over seeds)", y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+        _finish(fig, axes, len(panels), "Supp. Fig. 6: min / max learning rate over time (median over seeds)")
         _legend(fig, handles)
         return _save(fig, out, "supp_fig6_learning_rates")
 
@@ -327,12 +347,8 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
             _log_axis(ax.xaxis, subs=(1, 3))
             ax.set_xlabel("η0")
             ax.set_ylabel(f"{split} {unit(bench)}")
-            approx = "" if sub_all_original(inp, bench) else " (approx. data)"
-            ax.set_title(f"{bench}{approx}")
-        for ax in list(axes.flat)[len(benches):]:
-            ax.axis("off")
-        fig.suptitle(title, y=1.0)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))  # the legend goes below, inside the tight bbox
+            ax.set_title(bench_title(inp, bench))
+        _finish(fig, axes, len(benches), title)
         _legend(fig, handles, ncol=4)
         return _save(fig, out, stem)
 
@@ -361,7 +377,161 @@ def supp_fig8_train(inp: Inputs, out: Path) -> list[Path]:
                          "Supp. Fig. 8: final train error of every SGD / AdaGrad setting against vSGD")
 
 
-ALL = (fig3_mnist, supp_fig4_cifar, supp_fig5_all, supp_fig6_rates, supp_fig7_test, supp_fig8_train)
+# -- Beyond the paper (issue 9): test error against the tuning runs each method needs -------------------
+def tuning_cost_points(inp: Inputs) -> pd.DataFrame:
+    """One row per (benchmark, method) of Table 3 -- the tables' own record selection (the paper's Table 1
+    setting or our best for a tuned method, the tuning-free method's records) and their ``n_settings``
+    (common.n_settings: the grid size of conf/grid/<method>.yaml, 1 for a tuning-free method) -- with
+    ``tuned`` added. Columns used by the figure: benchmark, method, n_settings, mean, std, n_seeds, tuned."""
+    if inp.df.empty:
+        return pd.DataFrame()
+    t = table23(inp, "test")
+    if t.empty:
+        return t
+    t = t.assign(n_settings=pd.to_numeric(t.n_settings, errors="coerce"), tuned=[inp.tuned(m) for m in t.method])
+    unknown = t[t.n_settings.isna()]
+    for _, r in unknown.iterrows():  # a tuned method without grid file, paper count or settings in the store
+        log.info("beyond_tuning_cost: %s %s has no known number of tuning runs; left out", r.benchmark, r.method)
+    return t[t.n_settings.notna()].reset_index(drop=True)
+
+
+def _dodge(k: int, step: float = 5.0, width: float = 40.0) -> np.ndarray:
+    """Horizontal offsets in points for k markers sharing one x (centred; at most `width` points in all)."""
+    if k < 2:
+        return np.zeros(k)
+    step = min(step, width / (k - 1))
+    return (np.arange(k) - (k - 1) / 2) * step
+
+
+def _cost_order(pts: pd.DataFrame) -> list[str]:
+    """Methods by cost (tuning runs); within a cost the vSGD variants, then issue 9's PyPI optimizers in the
+    issue's order, then the tables' order."""
+    n = pts.drop_duplicates("method").set_index("method").n_settings
+    beyond = {m: i for i, m in enumerate(common.BEYOND_METHODS)}
+    return sorted(common.method_order(n.index),
+                  key=lambda m: (n[m], not common.is_vsgd(m), beyond.get(m, len(beyond))))
+
+
+def _cost_ylim(mean: np.ndarray, std: np.ndarray) -> tuple[float, float, float]:
+    """(bottom, top, cut) of a panel: means above `cut` are far off the others (a diverged run at 100 %, a
+    method several times worse) and go on the top edge, so that the cluster near the best stays readable.
+    cut = max(lowest + 10 x (median - lowest), 3 x median): a mean must be both far from the best relative
+    to the spread of the typical methods and three times the typical one to leave the scale (vSGD-g's
+    4.1 % beside 2.4 % on M1 stays on it; a diverged 100 % beside 7.5 % on M0 does not)."""
+    finite = np.isfinite(mean)
+    if not finite.any():
+        return 0.0, 1.0, np.inf
+    m = mean[finite]
+    low, med = float(m.min()), float(np.median(m))
+    cut = max(low + 10 * (med - low), 3 * med) if low >= 0 else np.inf
+    inside = finite & (mean <= cut)
+    err = np.nan_to_num(std, nan=0.0)
+    lo, hi = float(np.min(mean[inside] - err[inside])), float(np.max(mean[inside] + err[inside]))
+    pad = 0.08 * max(hi - lo, 0.02 * abs(hi) + 1e-9)
+    return lo - pad, hi + pad * (3 if (~inside).any() else 1), cut  # room below the edge markers
+
+
+def beyond_tuning_cost(inp: Inputs, out: Path) -> list[Path]:
+    """Issue 9: final test error against the tuning runs each method needs, one panel per benchmark present.
+
+    x is exactly ``n_settings`` (log axis); methods sharing an x (all tuning-free ones at 1, Amari and
+    Almeida at 119) are spread sideways by a few points on the page, not in data units. y: mean final test
+    error over seeds at the Tables 2/3 setting, bars +- one std over seeds. A mean far above the others
+    (``_cost_ylim``) is a triangle on the top edge (filled or open as its method), a non-finite one (a diverged CR run) a cross there;
+    their values are in Table 3.
+    """
+    stem = "beyond_tuning_cost"
+    pts = tuning_cost_points(inp)
+    benches = [b for b in common.BENCHMARKS if len(pts) and b in set(pts.benchmark)]
+    if not benches:
+        log.info("%s skipped: no records for Tables 2/3 on %s in the store", stem, " ".join(common.BENCHMARKS))
+        return []
+    from matplotlib import ticker
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
+
+    pts = pts[pts.benchmark.isin(benches)]
+    order = _cost_order(pts)
+    xs = sorted(set(pts.n_settings.astype(int)))
+    with plt.rc_context(RC):
+        ncols = min(2, len(benches))  # two wide panels a row: the tuning-free strip at x = 1 needs the room
+        nrows = int(np.ceil(len(benches) / ncols))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH if ncols > 1 else _width(1), 2.3 * nrows + 0.4),
+                                 squeeze=False)
+        xlim = (min(xs) / 6.0, max(xs) * 2.5)
+        xlabels = _cost_tick_labels(xs, xlim, axes[0, 0], fig)
+        handles: dict[str, object] = {}
+        for ax, bench in zip(axes.flat, benches):
+            sub = pts[pts.benchmark == bench].set_index("method")
+            sub = sub.loc[[m for m in order if m in sub.index]].reset_index()
+            bottom, top, cut = _cost_ylim(sub["mean"].to_numpy(float), sub["std"].to_numpy(float))
+            for n, group in sub.groupby("n_settings", sort=True):
+                for dx, (_, r) in zip(_dodge(len(group)), group.iterrows()):
+                    st = style(r.method)
+                    tr = offset_copy(ax.transData, fig=fig, x=float(dx), y=0.0, units="points")
+                    name = label(r.method) + (f" ({int(n)} runs)" if r.tuned else " (no tuning)")
+                    if np.isfinite(r["mean"]) and r["mean"] <= cut:
+                        err = r["std"] if np.isfinite(r["std"]) else 0.0
+                        h = ax.errorbar([n], [r["mean"]], yerr=[[err], [err]], fmt=st["marker"], color=st["color"],
+                                        mfc="white" if r.tuned else st["color"], mec=st["color"],
+                                        ms=6 if st["marker"] == "*" else 4.5, mew=1.1 if r.tuned else 0.5,
+                                        elinewidth=0.8, capsize=1.5, transform=tr, zorder=4 if r.tuned else 5,
+                                        label=r.method)
+                    else:  # off the scale: on the top edge, as in Supp. Figs. 7-8
+                        over = bool(np.isfinite(r["mean"]))
+                        h, = ax.plot([n], [top], marker="^" if over else "x", ls="none", ms=5,
+                                     mfc="white" if r.tuned else st["color"], mec=st["color"], mew=1.1,
+                                     transform=tr, clip_on=False, zorder=5, label=r.method)
+                        key = "off scale (top edge)" if over else "non-finite mean (top edge)"
+                        handles.setdefault(key, Line2D([], [], marker="^" if over else "x", ls="none", mfc="white",
+                                                       mec="gray"))
+                        # in the legend the method keeps its own marker (an error-bar handle, where one is drawn)
+                        h = Line2D([], [], marker=st["marker"], ls="none", color=st["color"],
+                                   mfc="white" if r.tuned else st["color"], mec=st["color"], ms=4.5)
+                    if name not in handles or isinstance(handles[name], Line2D):
+                        handles[name] = h
+            ax.set_xscale("log")
+            ax.set_xlim(*xlim)
+            ax.set_xticks(xs, xlabels)
+            ax.xaxis.set_minor_locator(ticker.NullLocator())
+            ax.set_ylim(bottom, top)
+            ax.set_xlabel("tuning runs needed (1 = tuning-free; else grid size)")
+            ax.set_ylabel(f"test {unit(bench)}")
+            ax.set_title(bench_title(inp, bench))
+        _finish(fig, axes, len(benches),
+                "Beyond the paper: final test error (mean ± std over seeds) against tuning runs needed")
+        every = pts.drop_duplicates("method").set_index("method")
+        names = [label(m) + (f" ({int(every.n_settings[m])} runs)" if every.tuned[m] else " (no tuning)")
+                 for m in order]
+        handles = {k: handles[k] for k in names + [k for k in handles if k not in names] if k in handles}
+        _legend(fig, handles, ncol=4)
+        return _save(fig, out, stem)
+
+
+def _cost_tick_labels(xs: list[int], xlim: tuple[float, float], ax, fig) -> list[str]:
+    """Tick labels for the x values: a label that would touch the previous one on its line goes one line
+    lower (the values that matter most, 68 and 119 on the paper's grids, are only 0.24 decades apart);
+    measured on the page for this axis width and log range (7 pt digits, about 0.64 em wide)."""
+    width_in = ax.get_position().width * fig.get_figwidth()
+    per_decade = width_in / np.log10(xlim[1] / xlim[0])
+    digit_in = 0.64 * plt.rcParams["xtick.labelsize"] / 72
+    last: dict[int, int] = {}  # line -> the value last labelled on it
+    labels = []
+    for x in xs:
+        for line in (0, 1):
+            prev = last.get(line)
+            need = 0.0 if prev is None else (len(f"{x:g}") + len(f"{prev:g}")) / 2 * digit_in + 0.06
+            if prev is None or np.log10(x / prev) * per_decade >= need:
+                last[line] = x
+                labels.append("\n" * line + f"{x:g}")
+                break
+        else:
+            labels.append("")  # a third crowded value: the tick without a label (its cost is in the legend)
+    return labels
+
+
+ALL = (fig3_mnist, supp_fig4_cifar, supp_fig5_all, supp_fig6_rates, supp_fig7_test, supp_fig8_train,
+       beyond_tuning_cost)
 
 
 def write_all(inp: Inputs, out: Path) -> list[Path]:

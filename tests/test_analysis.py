@@ -210,7 +210,8 @@ def test_figures_and_main_write_every_file(tmp_path, monkeypatch):
     assert failed == []
     names = {p.name for p in written}
     for f in ("fig3_mnist_train_vs_test", "supp_fig4_cifar_train_vs_test", "supp_fig5_all_train_vs_test",
-              "supp_fig6_learning_rates", "supp_fig7_test_all_settings", "supp_fig8_train_all_settings"):
+              "supp_fig6_learning_rates", "supp_fig7_test_all_settings", "supp_fig8_train_all_settings",
+              "beyond_tuning_cost"):
         for ext in ("png", "pdf"):
             assert f"{f}.{ext}" in names
             assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 5000
