@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -41,9 +40,7 @@ from torch import Tensor
 
 from experiments.data import Dataset
 from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
-from experiments.trainer import CHECK_EVERY, Member, MemberResult, checkpoint_steps
-
-ORDER_SEED_OFFSET = 7919  # experiments.trainer seeds each member's sample order with seed + 7919
+from experiments.trainer import Member, MemberResult, lockstep
 
 
 class TorchOptimizer(NamedTuple):
@@ -219,83 +216,44 @@ def train_torch_members(
     ``CHECK_EVERY`` steps, as in the trainer) and is not stepped again. ``per_member`` as in
     :func:`make_optimizers` (None: the registry's choice).
     """
-    start = time.perf_counter()
     opt_info = get_optimizer(optimizer_name)
     K = len(members)
     if K == 0:
         return []
     model = EnsembleMLP(spec)
     data = data.to(device, dtype)
-    N = data.n_train
-    x_train, y_train = data.x_train, data.y_train
-    mse = spec.loss == "mse"
-
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
     groups = make_optimizers(optimizer_name, params, [m.hp for m in members], per_member=per_member)
-    order_gens = [torch.Generator().manual_seed(int(m.seed) + ORDER_SEED_OFFSET) for m in members]
 
-    total_steps = round(N * epochs)  # as experiments.trainer (round of a float is an int)
-    checkpoints = set(checkpoint_steps(N, epochs))
-    curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
-    final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
-    alive = [True] * K
-    sub_tr = slice(0, min(eval_subset, N))
-    sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
-    fail_error = float("inf") if mse else 100.0
+    def step(x: Tensor, target: Tensor, dead: set[int]) -> list[int]:
+        _, grads, _ = model.loss_and_grads(params, x, target)
+        set_grads(groups, params, grads)
+        refused = []
+        for members_idx, o in groups:
+            if len(members_idx) > 1:
+                o.step()
+            elif members_idx[0] not in dead and not guarded_step(o):  # it refused a non-finite member
+                refused.append(members_idx[0])
+        return refused
 
-    def evaluate_into(step: int, last: bool) -> None:
+    def finite() -> Tensor:
+        return torch.stack([torch.isfinite(p.reshape(K, -1)).all(dim=1) for p in params]).all(dim=0)
+
+    def evaluate(tr: slice, te: slice):
         if opt_info.schedule_free:
             for _, o in groups:
                 o.eval()  # parameters <- the averaged point x
-        tr = sub_tr if not last else slice(None)
-        te = sub_te if not last else slice(None)
-        tr_err, tr_loss = model.evaluate(params, x_train[tr], y_train[tr])
+        tr_err, tr_loss = model.evaluate(params, data.x_train[tr], data.y_train[tr])
         te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
-        rates = {idx[0]: effective_rate(o) for idx, o in groups if len(idx) == 1}
-        for k in range(K):
-            if not alive[k]:
-                continue
-            point = {"step": step, "epoch": step / N, "train_error": float(tr_err[k]), "test_error": float(te_err[k]),
-                     "train_loss": float(tr_loss[k]), "test_loss": float(te_loss[k])}
-            if rates.get(k) is not None:
-                point.update(rate_min=rates[k], rate_median=rates[k], rate_max=rates[k])
-            curves[k].append(point)
-            if last:
-                final[k] = (float(tr_err[k]), float(te_err[k]), float(tr_loss[k]), float(te_loss[k]), False, None)
         if opt_info.schedule_free:
             for _, o in groups:
                 o.train()  # parameters <- the gradient point y
+        rates: list = [None] * K
+        for idx, o in groups:
+            if len(idx) == 1 and (r := effective_rate(o)) is not None:
+                rates[idx[0]] = (r, r, r)
+        return tr_err, tr_loss, te_err, te_loss, rates
 
-    step = 0
-    perm = None
-    while step < total_steps:
-        if step % N == 0:  # a new epoch: every member draws its own order (as in the trainer)
-            perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in range(K)]).to(device)
-        idx = perm[:, step % N]
-        x = x_train[idx]
-        target = x if mse else y_train[idx]
-        _, grads, _ = model.loss_and_grads(params, x, target)
-        set_grads(groups, params, grads)
-        for members_idx, o in groups:
-            if len(members_idx) == 1:
-                k = members_idx[0]
-                if alive[k] and not guarded_step(o):  # the optimizer refused a non-finite member
-                    alive[k] = False
-                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step + 1)
-            else:
-                o.step()
-        step += 1
-
-        if step % CHECK_EVERY == 0 or step == total_steps:
-            ok = torch.stack([torch.isfinite(p.reshape(K, -1)).all(dim=1) for p in params]).all(dim=0).tolist()
-            for k in range(K):
-                if alive[k] and not ok[k]:
-                    alive[k] = False
-                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step)
-            if not any(alive):
-                break
-        if step in checkpoints:
-            evaluate_into(step, last=step == total_steps)
-
-    wall = time.perf_counter() - start
-    return [MemberResult(m, *final[k], curves[k], wall / K, wall, K, total_steps) for k, m in enumerate(members)]
+    # diverged members keep their rows (their optimizers are not stepped again): no drop
+    return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse",
+                    step=step, finite=finite, evaluate=evaluate)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,6 +25,7 @@ from experiments.mlp import EnsembleMLP, FusedSGD, MLPSpec, glorot_init
 from vsgd.core import Rule
 
 CHECK_EVERY = 1000  # steps between divergence checks (the recorded step is the check that found it)
+ORDER_SEED_OFFSET = 7919  # member k's sample order is drawn from a generator seeded with seed_k + 7919
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,101 @@ def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, h
     return state
 
 
+EvalOut = tuple[Tensor, Tensor, Tensor, Tensor, list]  # train error, train loss, test error, test loss, rates
+
+
+def lockstep(
+    members: Sequence[Member],
+    data: Dataset,
+    *,
+    epochs: float,
+    device: str | torch.device,
+    eval_subset: int,
+    mse: bool,
+    step: Callable[[Tensor, Tensor, set[int]], Sequence[int]],
+    finite: Callable[[], Tensor],
+    evaluate: Callable[[slice, slice], EvalOut],
+    drop: Callable[[Tensor], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[MemberResult]:
+    """The schedule every trainer of K lock-step members shares; returns one result per member.
+
+    It owns each member's sample order (a generator seeded with seed + 7919, a new permutation every
+    epoch), the divergence checks, the checkpoint evaluations and the records. The trainer supplies:
+
+    ``mse``: the target is the input (the autoencoder) and a diverged member's error is inf, not 100 %.
+
+    * ``step(x, target, dead)``: one update of every row on its sample; returns the original indices of
+      members found diverged during it (an optimizer that refused a non-finite step), usually none.
+    * ``finite()``: per row, whether its parameters are all finite (every ``CHECK_EVERY`` steps).
+    * ``evaluate(train_slice, test_slice)``: per row train/test error and loss, and per row
+      ``(rate_min, rate_median, rate_max)`` or None.
+    * ``drop(keep)``: keep only these rows of the trainer's tensors. Without it, a diverged member's
+      row stays (``step`` gets the set of dead members and must not update them).
+    """
+    start = time.perf_counter()
+    K = len(members)
+    N = data.n_train
+    order_gens = [torch.Generator().manual_seed(int(m.seed) + ORDER_SEED_OFFSET) for m in members]
+    rows = list(range(K))  # the original index of each row still in the trainer's tensors
+    dead: set[int] = set()
+    total_steps = int(round(N * epochs))
+    checkpoints = set(checkpoint_steps(N, epochs))
+    curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
+    final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
+    fail = float("inf") if mse else 100.0
+    sub_tr = slice(0, min(eval_subset, N))
+    sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
+
+    def record(at: int, last: bool) -> None:
+        tr_err, tr_loss, te_err, te_loss, rates = evaluate(slice(None) if last else sub_tr, slice(None) if last else sub_te)
+        for j, k in enumerate(rows):
+            if k in dead:
+                continue
+            point = {"step": at, "epoch": at / N, "train_error": float(tr_err[j]), "test_error": float(te_err[j]),
+                     "train_loss": float(tr_loss[j]), "test_loss": float(te_loss[j])}
+            if rates[j] is not None:
+                point.update(rate_min=float(rates[j][0]), rate_median=float(rates[j][1]), rate_max=float(rates[j][2]))
+            curves[k].append(point)
+            if last:
+                final[k] = (float(tr_err[j]), float(te_err[j]), float(tr_loss[j]), float(te_loss[j]), False, None)
+
+    def kill(k: int, at: int) -> None:
+        dead.add(k)
+        final[k] = (fail, fail, float("inf"), float("inf"), True, at)
+
+    t = 0
+    perm = None
+    while t < total_steps:
+        if t % N == 0:  # a new epoch: every member draws its own order
+            perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in rows]).to(device)
+        idx = perm[:, t % N]
+        x = data.x_train[idx]
+        for k in step(x, x if mse else data.y_train[idx], dead):
+            kill(k, t + 1)
+        t += 1
+
+        if t % CHECK_EVERY == 0 or t == total_steps:
+            ok = finite().tolist()
+            for j, k in enumerate(rows):
+                if not ok[j] and k not in dead:
+                    kill(k, t)
+            if drop is not None and any(k in dead for k in rows):
+                keep = torch.tensor([j for j, k in enumerate(rows) if k not in dead], dtype=torch.long, device=device)
+                drop(keep)
+                perm = perm[keep]
+                rows = [rows[j] for j in keep.tolist()]
+            if len(dead) == K:
+                break
+        if t in checkpoints:
+            record(t, last=t == total_steps)
+        if progress is not None and t % 1000 == 0:
+            progress(1000 * (K - len(dead)))
+
+    wall = time.perf_counter() - start
+    return [MemberResult(m, *final[k], curves[k], wall / K, wall, K, total_steps) for k, m in enumerate(members)]
+
+
 def train_ensemble(
     spec: MLPSpec,
     rule: Rule,
@@ -151,13 +248,10 @@ def train_ensemble(
     compile: bool = False,
 ) -> list[MemberResult]:
     """Train ``members`` together for ``epochs`` and return one result per member (input order)."""
-    start = time.perf_counter()
     K = len(members)
     model = EnsembleMLP(spec)
     data = data.to(device, dtype)
     N = data.n_train
-    x_train, y_train = data.x_train, data.y_train
-    mse = spec.loss == "mse"
 
     # hyper-parameters as [K] tensors, converted from config units (see HyperParam.ntrain_power)
     settings = [rule.check_hp(m.hp) for m in members]
@@ -167,64 +261,28 @@ def train_ensemble(
     }
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
     state = rule.init(params, hp)
-    order_gens = [torch.Generator().manual_seed(int(m.seed) + 7919) for m in members]  # by original index; apart from init
-
-    alive = torch.arange(K, device=device)  # original index of each member still in the ensemble
-    total_steps = int(round(N * epochs))
-    checkpoints = set(checkpoint_steps(N, epochs))
-    curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
-    final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}
-    sub_tr = slice(0, min(eval_subset, N))
-    sub_te = slice(0, min(eval_subset, data.x_test.shape[0]))
     step_fn = make_step(model, rule, compile=compile)
 
-    def evaluate_into(step: int, last: bool) -> None:
-        step_fn.sync(params)
-        tr = sub_tr if not last else slice(None)
-        te = sub_te if not last else slice(None)
-        tr_err, tr_loss = model.evaluate(params, x_train[tr], y_train[tr])
-        te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
-        rates = _rate_stats(rule, state, hp, params)
-        for j, k in enumerate(alive.tolist()):
-            point = {"step": step, "epoch": step / N, "train_error": float(tr_err[j]), "test_error": float(te_err[j]),
-                     "train_loss": float(tr_loss[j]), "test_loss": float(te_loss[j])}
-            if rates is not None:
-                point.update(rate_min=float(rates[0][j]), rate_median=float(rates[1][j]), rate_max=float(rates[2][j]))
-            curves[k].append(point)
-            if last:
-                final[k] = (float(tr_err[j]), float(te_err[j]), float(tr_loss[j]), float(te_loss[j]), False, None)
-
-    fail_error = float("inf") if mse else 100.0
-    step = 0
-    perm = None
-    while step < total_steps:
-        if step % N == 0:  # a new epoch: every member draws its own order
-            perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in alive.tolist()]).to(device)
-        idx = perm[:, step % N]
-        x = x_train[idx]
-        target = x if mse else y_train[idx]
+    def step(x: Tensor, target: Tensor, dead: set[int]) -> tuple[()]:
+        nonlocal state
         state = step_fn(params, state, hp, x, target)
-        step += 1
+        return ()
 
-        if step % CHECK_EVERY == 0 or step == total_steps:
-            step_fn.sync(params)
-            ok = torch.stack([torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1) for p in params]).all(dim=0)
-            if not bool(ok.all()):
-                for k in alive[~ok].tolist():
-                    final[k] = (fail_error, fail_error, float("inf"), float("inf"), True, step)
-                keep = ok.nonzero().squeeze(1)
-                alive, params, state, hp, perm = (alive[keep], _select(params, keep), _select(state, keep),
-                                                  _select(hp, keep), perm[keep])
-                if alive.numel() == 0:
-                    break
-        if step in checkpoints:
-            evaluate_into(step, last=step == total_steps)
-        if progress is not None and step % 1000 == 0:
-            progress(1000 * int(alive.numel()))
+    def finite() -> Tensor:
+        step_fn.sync(params)
+        return torch.stack([torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1) for p in params]).all(dim=0)
 
-    wall = time.perf_counter() - start
-    results = []
-    for k, m in enumerate(members):
-        tr_e, te_e, tr_l, te_l, div, div_step = final[k]
-        results.append(MemberResult(m, tr_e, te_e, tr_l, te_l, div, div_step, curves[k], wall / K, wall, K, total_steps))
-    return results
+    def evaluate(tr: slice, te: slice) -> EvalOut:
+        step_fn.sync(params)
+        tr_err, tr_loss = model.evaluate(params, data.x_train[tr], data.y_train[tr])
+        te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
+        stats = _rate_stats(rule, state, hp, params)
+        rates = [None] * len(tr_err) if stats is None else list(zip(*(r.tolist() for r in stats)))
+        return tr_err, tr_loss, te_err, te_loss, rates
+
+    def drop(keep: Tensor) -> None:  # a diverged member leaves the ensemble: the others go on faster
+        nonlocal params, state, hp
+        params, state, hp = _select(params, keep), _select(state, keep), _select(hp, keep)
+
+    return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse", step=step,
+                    finite=finite, evaluate=evaluate, drop=drop, progress=progress) if K else []
