@@ -18,13 +18,13 @@ Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23 or 
 benchmarks/throughput.py; device=cuda runs the same code, not measured here):
   quick      M0 and C0 with every method, 2 seeds, and the noisy quadratic; then the analysis
              (the README's first command)                          measured: 6 min (+ about 4 min setup)
-  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~1200 h
-  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~70 h
+  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~230 h
+  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~13 h
   table3     same runs as table2 (final test error instead of train)                     (= table2)
   fig2       the non-stationary quadratic of Fig. 2                                      measured: 15 s
   suite_1d   the 1-D test-function suite                                                 measured: 1 min
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
-  all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~1300 h
+  all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~250 h
   setup      create .venv with the pinned torch and the project (python3 -m venv)        measured: ~4 min
   test       the test suite (pytest; creates .venv first when missing); extra args go to pytest
 
