@@ -33,6 +33,12 @@ HYPERPARAMS = {
     "eta0": HyperParam(1e-3, low=0.0, low_inclusive=False, doc="scale of the rate eta0 grad(t) grad(t-1) / v"),
     "tau": HyperParam(1e3, low=1.0, doc="time constant (in samples) of the running average v of grad^2"),
     "eps": HyperParam(1e-16, low=0.0, low_inclusive=False, doc="added to v, only to avoid 0/0"),
+    # Readings of the mangled formula (module docstring, docs/baselines.md); per-member flags.
+    "first_factor": HyperParam(1.0, choices=(0.0, 1.0, 2.0),
+                               doc="what multiplies grad(t - lag) in the rate: 1 = grad(t), 2 = theta(t) "
+                                   "(the printed formula taken literally), 0 = nothing (Schaul's py-optim)"),
+    "lag": HyperParam(1.0, choices=(0.0, 1.0),
+                      doc="1 = the rate uses grad(t-1) (paper 1); 0 = grad(t) (py-optim's statement order)"),
 }
 
 
@@ -45,25 +51,28 @@ def init(params, hp):
     }
 
 
-def _rates(grads, g_prev, v_bar, hp):
-    # paper 1 Sec. 2: eta_i(t) = max(0, eta0 grad_i(t) grad_i(t-1) / v_i)
-    return [
-        (per_member(hp["eta0"], v) * g * gp / (v + per_member(hp["eps"], v))).clamp(min=0.0)
-        for g, gp, v in zip(grads, g_prev, v_bar)
-    ]
+def _rates(grads, g_prev, v_bar, params, hp):
+    out = []
+    for g, gp, v, theta in zip(grads, g_prev, v_bar, params):
+        first, lag = per_member(hp["first_factor"], v), per_member(hp["lag"], v)
+        a = torch.where(first == 2, theta, torch.where(first == 0, 1.0, g))  # grad(t) | theta(t) | 1
+        b = torch.where(lag == 0, g, gp)  # grad(t - lag)
+        # paper 1 Sec. 2: eta_i(t) = max(0, eta0 a_i(t) grad_i(t-1) / v_i), a = grad(t) in our default reading
+        out.append((per_member(hp["eta0"], v) * a * b / (v + per_member(hp["eps"], v))).clamp(min=0.0))
+    return out
 
 
 def update(grads, state, params, hp, extras):
     step = state["step"] + 1
     v_bar = [running_average(v, g * g, step, hp["tau"]) for v, g in zip(state["v_bar"], grads)]
-    rates_now = _rates(grads, state["g_prev"], v_bar, hp)
+    rates_now = _rates(grads, state["g_prev"], v_bar, params, hp)
     updates = [-r * g for r, g in zip(rates_now, grads)]
     return updates, {"v_bar": v_bar, "g_prev": [g.clone() for g in grads], "step": step}
 
 
 def rates(state, hp, params):
     """The rates that the gradient of the last step would get if it came again (grad(t) = grad(t-1))."""
-    return _rates(state["g_prev"], state["g_prev"], state["v_bar"], hp)
+    return _rates(state["g_prev"], state["g_prev"], state["v_bar"], params, hp)
 
 
 RULE = register(
@@ -87,5 +96,6 @@ class Almeida(RuleOptimizer):
         opt = baselines.Almeida(model.parameters(), eta0=1e-3, tau=1e3)
     """
 
-    def __init__(self, params, eta0: float = 1e-3, tau: float = 1e3, eps: float = 1e-16):
-        super().__init__(params, RULE, eta0=eta0, tau=tau, eps=eps)
+    def __init__(self, params, eta0: float = 1e-3, tau: float = 1e3, eps: float = 1e-16,
+                 first_factor: float = 1.0, lag: float = 1.0):
+        super().__init__(params, RULE, eta0=eta0, tau=tau, eps=eps, first_factor=first_factor, lag=lag)
