@@ -117,17 +117,20 @@ SETTINGS = {
     "sgd": [{"eta0": 0.05, "gamma": 0.1}, {"eta0": 0.2, "gamma": 0.0}, {"eta0": 0.01, "gamma": 1.0}],
     "adagrad": [{"eta0": 0.1}, {"eta0": 0.5, "initial_accumulator_value": 0.3, "eps": 1e-3}, {"eta0": 0.02}],
     "amari": [{"eta0": 1e-3, "tau": 5.0}, {"eta0": 1e-2, "tau": 100.0}, {"eta0": 3e-3, "tau": 1.0}],
-    "almeida": [{"eta0": 0.1, "tau": 5.0}, {"eta0": 0.3, "tau": 100.0}, {"eta0": 0.05, "tau": 1.0}],
+    # the correlation reading (first_factor 1); the others, the printed default included, in ALMEIDA_READINGS
+    "almeida": [{"eta0": 0.1, "tau": 5.0, "first_factor": 1.0}, {"eta0": 0.3, "tau": 100.0, "first_factor": 1.0},
+                {"eta0": 0.05, "tau": 1.0, "first_factor": 1.0}],
     "smd": [{"eta0": 0.05, "mu": 0.1, "tau": 5.0}, {"eta0": 0.1, "mu": 0.01, "tau": 100.0},
             {"eta0": 0.02, "mu": 0.5, "tau": 1.0}],
 }
 RULES = list(SETTINGS)
-# Almeida's other readings of paper 1's formula (first_factor: 2 = theta(t), 0 = none; lag 0 = grad(t)), in one
-# ensemble with the default, as a grid of readings runs them
+# Almeida's readings of paper 1's formula (first_factor: 2 = theta(t), the default; 1 = grad(t); 0 = none; lag 0 =
+# grad(t) instead of grad(t-1)), in one ensemble, as a grid of readings runs them
 ALMEIDA_READINGS = [{"eta0": 0.1, "tau": 5.0, "first_factor": 2.0}, {"eta0": 0.3, "tau": 100.0, "first_factor": 0.0},
                     {"eta0": 0.1, "tau": 5.0, "first_factor": 0.0, "lag": 0.0},
                     {"eta0": 0.05, "tau": 1.0, "first_factor": 2.0, "lag": 0.0},
-                    {"eta0": 0.1, "tau": 5.0, "first_factor": 1.0, "lag": 0.0}, {"eta0": 0.1, "tau": 5.0}]
+                    {"eta0": 0.1, "tau": 5.0, "first_factor": 1.0, "lag": 0.0}, {"eta0": 0.1, "tau": 5.0},
+                    {"eta0": 0.1, "tau": 5.0, "first_factor": 1.0}]
 CASES = [(name, SETTINGS[name]) for name in RULES] + [("almeida", ALMEIDA_READINGS)]
 CASE_IDS = RULES + ["almeida_readings"]
 
