@@ -181,6 +181,15 @@ def test_almeida_readings_properties():
     assert (steps[3] > 0).any() and (steps[3] < 0).any()  # our default moves both ways
 
 
+def test_almeida_mixed_readings_equal_single_reading_runs_bit_for_bit():
+    """A grid of readings selects per member; a run of one reading skips the selects (CPU). Same numbers."""
+    A, b, theta0 = quadratic_stream(len(ALMEIDA_READINGS), 20, seed=5)
+    together = run_rule("almeida", ALMEIDA_READINGS, A, b, theta0)
+    for k, setting in enumerate(ALMEIDA_READINGS):
+        alone = run_rule("almeida", [setting], A[k : k + 1], b[k : k + 1], theta0[k : k + 1])
+        assert torch.equal(together[k : k + 1], alone)
+
+
 def test_almeida_reading_flags_must_be_one_of_their_choices():
     for kw in ({"first_factor": 0.5}, {"first_factor": 3.0}, {"lag": 2.0}):
         with pytest.raises(ValueError, match=f"Invalid almeida hyper-parameter {next(iter(kw))}=.*must be one of"):
