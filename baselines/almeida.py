@@ -1,5 +1,5 @@
-"""Almeida & Langlois (1999) per-parameter learning rates, as paper 1 Sec. 2 prints them (and, by every check we
-could make, as its experiments ran them).
+"""Almeida & Langlois (1999) per-parameter learning rates, as paper 1 Sec. 2 prints them (and, as far as Tables 2
+and 3 on M0 show, as its experiments ran them).
 
     v_i(t)   = running average of grad_i^2 with time constant tau   (baselines.averages; v_i ~ E[grad_i^2])
     eta_i(t) = max(0, eta0 a_i(t) grad_i(t - lag) / (v_i(t) + eps))  # paper 1 Sec. 2 (readings below)
