@@ -96,8 +96,10 @@ def reference(name: str, hp: dict, A, b, theta0) -> list[list[float]]:
             v = [(1 - w) * v[i] + w * g[i] ** 2 for i in range(N)]
             if name == "amari":
                 rate = [hp["eta0"] / (v[i] + hp["eps"]) for i in range(N)]
-            else:
-                rate = [max(0.0, hp["eta0"] * g[i] * g_prev[i] / (v[i] + hp["eps"])) for i in range(N)]
+            else:  # rate = max(0, eta0 a_i grad_i(t - lag) / v_i), a_i = grad_i(t) | theta_i(t) | 1
+                a = {1.0: g, 2.0: theta, 0.0: [1.0] * N}[hp["first_factor"]]
+                c = g_prev if hp["lag"] == 1.0 else g
+                rate = [max(0.0, hp["eta0"] * a[i] * c[i] / (v[i] + hp["eps"])) for i in range(N)]
             g_prev = g
         elif name == "smd":
             lam = 1 - 1 / hp["tau"]
@@ -115,18 +117,29 @@ SETTINGS = {
     "sgd": [{"eta0": 0.05, "gamma": 0.1}, {"eta0": 0.2, "gamma": 0.0}, {"eta0": 0.01, "gamma": 1.0}],
     "adagrad": [{"eta0": 0.1}, {"eta0": 0.5, "initial_accumulator_value": 0.3, "eps": 1e-3}, {"eta0": 0.02}],
     "amari": [{"eta0": 1e-3, "tau": 5.0}, {"eta0": 1e-2, "tau": 100.0}, {"eta0": 3e-3, "tau": 1.0}],
-    "almeida": [{"eta0": 0.1, "tau": 5.0}, {"eta0": 0.3, "tau": 100.0}, {"eta0": 0.05, "tau": 1.0}],
+    # the correlation reading (first_factor 1); the others, the printed default included, in ALMEIDA_READINGS
+    "almeida": [{"eta0": 0.1, "tau": 5.0, "first_factor": 1.0}, {"eta0": 0.3, "tau": 100.0, "first_factor": 1.0},
+                {"eta0": 0.05, "tau": 1.0, "first_factor": 1.0}],
     "smd": [{"eta0": 0.05, "mu": 0.1, "tau": 5.0}, {"eta0": 0.1, "mu": 0.01, "tau": 100.0},
             {"eta0": 0.02, "mu": 0.5, "tau": 1.0}],
 }
 RULES = list(SETTINGS)
+# Almeida's readings of paper 1's formula (first_factor: 2 = theta(t), the default; 1 = grad(t); 0 = none; lag 0 =
+# grad(t) instead of grad(t-1)), in one ensemble, as a grid of readings runs them
+ALMEIDA_READINGS = [{"eta0": 0.1, "tau": 5.0, "first_factor": 2.0}, {"eta0": 0.3, "tau": 100.0, "first_factor": 0.0},
+                    {"eta0": 0.1, "tau": 5.0, "first_factor": 0.0, "lag": 0.0},
+                    {"eta0": 0.05, "tau": 1.0, "first_factor": 2.0, "lag": 0.0},
+                    {"eta0": 0.1, "tau": 5.0, "first_factor": 1.0, "lag": 0.0}, {"eta0": 0.1, "tau": 5.0},
+                    {"eta0": 0.1, "tau": 5.0, "first_factor": 1.0}]
+CASES = [(name, SETTINGS[name]) for name in RULES] + [("almeida", ALMEIDA_READINGS)]
+CASE_IDS = RULES + ["almeida_readings"]
 
 
-@pytest.mark.parametrize("name", RULES)
-def test_rule_matches_per_element_loop(name):
-    A, b, theta0 = quadratic_stream(3, 25, seed=1)
-    got = run_rule(name, SETTINGS[name], A, b, theta0)
-    for k, setting in enumerate(SETTINGS[name]):
+@pytest.mark.parametrize("name,settings", CASES, ids=CASE_IDS)
+def test_rule_matches_per_element_loop(name, settings):
+    A, b, theta0 = quadratic_stream(len(settings), 25, seed=1)
+    got = run_rule(name, settings, A, b, theta0)
+    for k, setting in enumerate(settings):
         hp = get_rule(name).check_hp(setting)
         want = torch.tensor(reference(name, hp, A[k], b[k], theta0[k]), dtype=F64)
         assert torch.isfinite(want).all()
@@ -134,11 +147,11 @@ def test_rule_matches_per_element_loop(name):
         torch.testing.assert_close(got[k], want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", RULES)
-def test_batched_members_equal_separate_runs(name):
-    A, b, theta0 = quadratic_stream(3, 20, seed=2)
-    together = run_rule(name, SETTINGS[name], A, b, theta0)
-    for k, setting in enumerate(SETTINGS[name]):
+@pytest.mark.parametrize("name,settings", CASES, ids=CASE_IDS)
+def test_batched_members_equal_separate_runs(name, settings):
+    A, b, theta0 = quadratic_stream(len(settings), 20, seed=2)
+    together = run_rule(name, settings, A, b, theta0)
+    for k, setting in enumerate(settings):
         alone = run_rule(name, [setting], A[k : k + 1], b[k : k + 1], theta0[k : k + 1])
         torch.testing.assert_close(together[k : k + 1], alone, rtol=1e-13, atol=1e-15)
 
@@ -148,6 +161,39 @@ def test_almeida_first_update_is_zero_and_rates_never_negative():
     traj = run_rule("almeida", SETTINGS["almeida"][:2], A, b, theta0)
     assert torch.equal(traj[:, 1], traj[:, 0])  # grad(-1) = 0
     assert (traj[:, 2] != traj[:, 1]).any()
+
+
+def test_almeida_readings_properties():
+    """What each reading implies, on the same stream: py-optim's order (a = 1, lag 0) only ever moves a
+    parameter down (its update is -eta0 max(0, g) g / v); the literal theta(t) reading never moves a parameter
+    that sits at 0; lag 0 with a = grad(t) is never clipped (rate eta0 g^2 / v), so every update opposes g."""
+    A, b, theta0 = quadratic_stream(4, 30, seed=4)
+    theta0[1, 0] = 0.0
+    base = {"eta0": 0.1, "tau": 5.0}
+    readings = [{"first_factor": 0.0, "lag": 0.0}, {"first_factor": 2.0}, {"first_factor": 1.0, "lag": 0.0},
+                {"first_factor": 1.0}]
+    traj = run_rule("almeida", [{**base, **r} for r in readings], A, b, theta0)
+    steps = traj[:, 1:] - traj[:, :-1]
+    assert (steps[0] <= 0).all() and (steps[0] < 0).any()
+    assert (traj[1, :, 0] == 0).all() and (steps[1, :, 1:] != 0).any()
+    grads = torch.einsum("tij,tj->ti", A[2], traj[2, :-1]) - b[2]
+    assert ((steps[2] * grads <= 0) & ((steps[2] != 0) | (grads == 0))).all()
+    assert (steps[3] > 0).any() and (steps[3] < 0).any()  # our default moves both ways
+
+
+def test_almeida_mixed_readings_equal_single_reading_runs_bit_for_bit():
+    """A grid of readings selects per member; a run of one reading skips the selects (CPU). Same numbers."""
+    A, b, theta0 = quadratic_stream(len(ALMEIDA_READINGS), 20, seed=5)
+    together = run_rule("almeida", ALMEIDA_READINGS, A, b, theta0)
+    for k, setting in enumerate(ALMEIDA_READINGS):
+        alone = run_rule("almeida", [setting], A[k : k + 1], b[k : k + 1], theta0[k : k + 1])
+        assert torch.equal(together[k : k + 1], alone)
+
+
+def test_almeida_reading_flags_must_be_one_of_their_choices():
+    for kw in ({"first_factor": 0.5}, {"first_factor": 3.0}, {"lag": 2.0}):
+        with pytest.raises(ValueError, match=f"Invalid almeida hyper-parameter {next(iter(kw))}=.*must be one of"):
+            Almeida(small_model(0).parameters(), **kw)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -81,8 +81,17 @@ class HyperParam:
     # gamma is "per 1/#traindata"; vSGD's n0 is "0.001 x #traindata"). The ensemble trainer passes
     # value * N**ntrain_power to the rule; the torch.optim front-ends take the rule's own units.
     ntrain_power: int = 0
+    # An option that selects a reading of a formula (a per-member flag, so one ensemble can run several):
+    # the only values allowed; None = any value in [low, high].
+    choices: tuple[float, ...] | None = None
 
     def check(self, name: str, value: float, rule: str) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"Invalid {rule} hyper-parameter {name}={value!r}: it must be one of "
+                f"{', '.join(f'{c:g}' for c in self.choices)}" + (f" ({self.doc})" if self.doc else "")
+                + f". Fix the value, e.g. optimizer.{name}={self.default:g}."
+            )
         ok_low = value >= self.low if self.low_inclusive else value > self.low
         if not (ok_low and value <= self.high) or value != value:
             bound = ">=" if self.low_inclusive else ">"
