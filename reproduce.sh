@@ -17,7 +17,7 @@ Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=c
 Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23 or projected from
 benchmarks/throughput.py; device=cuda runs the same code, not measured here):
   quick      M0 and C0 with every method, 2 seeds, and the noisy quadratic; then the analysis
-             (the README's first command)                          measured: 6 min (+ about 4 min setup)
+             (the README's first command)                          measured: 5 min (+ about 3 min setup)
   table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~230 h
   table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~13 h
   table3     same runs as table2 (final test error instead of train)                     (= table2)
