@@ -15,10 +15,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from experiments.data import PROJECT_ROOT  # noqa: E402
+from experiments.data import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "results" / "figures"
 STYLE = {  # method name -> matplotlib style; vSGD red circles and the oracle black dashes, as in the paper

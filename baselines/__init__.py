@@ -6,4 +6,4 @@ from baselines.amari import Amari
 from baselines.sgd import SGD
 from baselines.smd import SMD
 
-__all__ = ["SGD", "Adagrad", "Almeida", "Amari", "SMD"]
+__all__ = ["SGD", "SMD", "Adagrad", "Almeida", "Amari"]

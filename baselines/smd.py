@@ -27,7 +27,8 @@ same spot with eta <- eta max(1/2, 1 - mu grad . v).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

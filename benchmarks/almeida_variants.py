@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import replace
 
-import baselines.almeida as almeida
+from baselines import almeida
 from baselines.averages import running_average
 from experiments.data import load
 from experiments.mlp import MLPSpec

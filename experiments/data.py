@@ -61,7 +61,7 @@ class Dataset:
     def n_train(self) -> int:
         return self.x_train.shape[0]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> "Dataset":
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Dataset:
         return Dataset(
             self.name,
             self.x_train.to(device=device, dtype=dtype),

@@ -16,8 +16,8 @@ batched matmuls. The tests check forward/backward against autograd in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor

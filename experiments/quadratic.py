@@ -20,8 +20,9 @@ Entry points (``entry: experiments.quadratic:<fn>`` in conf/experiment/) write r
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import baselines
-from baselines import Adagrad, Almeida, Amari, SGD, SMD
+from baselines import SGD, SMD, Adagrad, Almeida, Amari
 from experiments.data import Dataset
 from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
 from experiments.trainer import Member, train_ensemble
@@ -413,7 +413,7 @@ def test_loss_goes_down_on_a_parabola(name):
     setting = {"sgd": {"eta0": 0.1}, "adagrad": {"eta0": 0.3}, "amari": {"eta0": 0.03, "tau": 20.0},
                "almeida": {"eta0": 0.1, "tau": 20.0}, "smd": {"eta0": 0.05, "mu": 0.01, "tau": 20.0}}[name]
     opt = FRONTENDS[name]([theta], **setting)
-    f = lambda: 0.5 * (scale * (theta - 0.01 * torch.randn(3, dtype=F64)) ** 2).sum()  # noqa: E731
+    f = lambda: 0.5 * (scale * (theta - 0.01 * torch.randn(3, dtype=F64)) ** 2).sum()
     start = float(0.5 * (scale * theta.detach() ** 2).sum())
     for _ in range(300):
         opt.zero_grad()

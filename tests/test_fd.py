@@ -15,7 +15,6 @@ from vsgd.core import get_rule
 from vsgd.fd import RULE, _rate, orthogonal_reweighting
 
 
-
 @pytest.fixture(autouse=True)
 def _float64_default():
     """These tests compare against float64 references; restore the default afterwards (other files need it)."""

@@ -32,7 +32,7 @@ class Parabola:
 
     def sample(self):
         xi = self.sigma * torch.randn(self.K, self.d, generator=self.g, dtype=self.h.dtype)
-        grad = lambda th: self.h * (th - xi)  # noqa: E731
+        grad = lambda th: self.h * (th - xi)
         theta = self.theta[0]
         g = grad(theta)
         extras = {

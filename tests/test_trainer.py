@@ -25,7 +25,7 @@ def test_members_together_equal_members_alone(tiny_data):
 
 
 def test_divergence_is_recorded_for_that_member_only(tiny_data, monkeypatch):
-    import experiments.trainer as trainer
+    from experiments import trainer
 
     monkeypatch.setattr(trainer, "CHECK_EVERY", 10)
     healthy = Member(0, {"eta0": 0.1})
@@ -79,7 +79,7 @@ def test_members_together_equal_members_alone_at_blas_sizes():
 ])
 def test_compiled_generic_step_equals_eager(tiny_data, name, members):
     """torch.compile of the generic step (the runner's compile: auto) changes only float rounding."""
-    import experiments.trainer as trainer
+    from experiments import trainer
 
     rule = get_rule(name)
     kw = dict(epochs=1.5, dtype=torch.float64)

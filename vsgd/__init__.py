@@ -8,5 +8,14 @@ from vsgd.fd_optim import PerSampleClosure, VSGDfd
 from vsgd.frontend import RuleOptimizer
 from vsgd.vsgd import VSGD  # registers the rules vsgd_l, vsgd_b, vsgd_g
 
-__all__ = ["REGISTRY", "HyperParam", "PerSampleClosure", "Rule", "RuleOptimizer", "VSGD", "VSGDfd", "get_rule",
-           "register"]
+__all__ = [
+           "REGISTRY",
+           "VSGD",
+           "HyperParam",
+           "PerSampleClosure",
+           "Rule",
+           "RuleOptimizer",
+           "VSGDfd",
+           "get_rule",
+           "register",
+]

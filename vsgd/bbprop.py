@@ -30,7 +30,7 @@ formulas live in the three small functions below.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -6,7 +6,8 @@ formula that trains an ensemble of 476 members in the benchmark trainer steps a 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor

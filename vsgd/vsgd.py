@@ -56,7 +56,7 @@ tensor so that the torch.optim front-end can leave parameters whose ``grad`` is 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -237,12 +237,13 @@ RULES = {"element": VSGD_L, "block": VSGD_B, "global": VSGD_G}
 
 
 # -- the torch.optim front-end ---------------------------------------------------------------------
-from typing import Any, Callable, Iterable  # noqa: E402
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from torch import nn  # noqa: E402
+from torch import nn
 
-from vsgd.bbprop import LOSSES, ActivationRecorder  # noqa: E402
-from vsgd.frontend import RuleOptimizer  # noqa: E402
+from vsgd.bbprop import LOSSES, ActivationRecorder
+from vsgd.frontend import RuleOptimizer
 
 MODES = {"l": "element", "b": "block", "g": "global"}
 
