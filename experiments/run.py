@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import results
 from experiments.data import PROJECT_ROOT, DataError, load
-from experiments.mlp import MLPSpec
+from experiments.mlp import FusedSGD, MLPSpec
 from experiments.trainer import Member, train_ensemble
 from vsgd import __version__ as code_version
 from vsgd.core import Rule, get_rule
@@ -152,8 +152,12 @@ def auto_chunk_size(spec: MLPSpec, fused: bool, dtype: torch.dtype, device: torc
     cache runs several times faster per member than one that streams from DRAM, so the chunk is
     sized to the cache (at least one member). On CUDA it is sized to half the free memory.
     """
-    tensors = 3 if fused else 14  # params (+ x, h) vs params, grads, extras, state, temps
-    per_member = spec.n_params * torch.finfo(dtype).bits // 8 * tensors
+    if fused:  # the fused step's working copy; 3x for a layer updated in place (read, read-write)
+        step = FusedSGD(spec)
+        elements = sum(a * b * (1 if step.deferred(a, b) else 3) + 3 * b for a, b in zip(spec.layers[:-1], spec.layers[1:]))
+    else:
+        elements = spec.n_params * 14  # params, grads, extras, state, temps
+    per_member = elements * torch.finfo(dtype).bits // 8
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = free * 0.5

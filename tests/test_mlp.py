@@ -64,23 +64,25 @@ def test_backward_matches_autograd(name, l2_biases):
 
 @pytest.mark.parametrize("name", ["M0", "M1", "CR"])
 @pytest.mark.parametrize("l2_biases", [False, True])
-def test_fused_sgd_steps_equal_generic_updates(name, l2_biases):
-    """Several FusedSGD steps (L2 decay held as a scale, folded back by sync) equal plain SGD steps."""
+@pytest.mark.parametrize("rank", [1, 3, 16])  # no deferral; folded mid-run and at sync; folded only at sync
+def test_fused_sgd_steps_equal_generic_updates(name, l2_biases, rank):
+    """Several FusedSGD steps (L2 decay held as a scale, rank-1 updates deferred as a low-rank term,
+    both folded back by sync) equal plain SGD steps."""
     layers, loss = BENCHMARKS[name]
     spec = MLPSpec(layers, loss, l2=1e-2, l2_biases=l2_biases)
     model = EnsembleMLP(spec)
     params, x, target = _inputs(spec, 3)
-    rates = [torch.tensor([0.1, 0.01, 0.5], dtype=torch.float64) / (1 + t) for t in range(4)]
+    rates = [torch.tensor([0.1, 0.01, 0.5], dtype=torch.float64) / (1 + t) for t in range(7)]
     expected = [p.clone() for p in params]
     for r in rates:
         _, grads, _ = model.loss_and_grads(expected, x, target)
         expected = [p - r.view(-1, *[1] * (p.dim() - 1)) * g for p, g in zip(expected, grads)]
-    fused, step = [p.clone() for p in params], FusedSGD(spec)
+    fused, step = [p.clone() for p in params], FusedSGD(spec, rank=rank, defer_min=1000)
     for r in rates:
         step(fused, x, target, r)
     step.sync(fused)
     for a, b in zip(fused, expected):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)  # float64 rounding over 4 steps
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)  # float64 rounding over 7 steps
 
 
 def test_evaluate_matches_per_sample_loss():
