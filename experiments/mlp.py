@@ -237,6 +237,7 @@ class FusedSGD:
         self._scales: list[Tensor] = []  # s_k: [K, 1]
         self._pending: list[tuple[Tensor, Tensor] | None] = []  # (P [K, rank, fan_in], U [K, rank, fan_out])
         self._count = 0  # pending columns in use
+        self._any_deferred = False
         self._eye: Tensor | None = None
 
     def deferred(self, fan_in: int, fan_out: int) -> bool:
@@ -249,6 +250,7 @@ class FusedSGD:
         self._scales = [params[0].new_ones(K, 1) for _ in self._weights]
         self._pending = [(W.new_zeros(K, self.rank, W.shape[2]), W.new_zeros(K, self.rank, W.shape[1]))
                          if self.deferred(W.shape[2], W.shape[1]) else None for W in self._weights]
+        self._any_deferred = any(p is not None for p in self._pending)
         self._count = 0
 
     def _flush(self) -> None:
@@ -315,7 +317,7 @@ class FusedSGD:
             if spec.l2_biases:
                 b.mul_(decay)
             b.add_(step)
-        if any(p is not None for p in pending):
+        if self._any_deferred:
             self._count = c + 1
             if self._count == self.rank:
                 self._flush()

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from experiments.data import Dataset
 from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
-from experiments.trainer import Member, MemberResult, lockstep
+from experiments.trainer import Member, MemberResult, all_finite, evaluate_sets, lockstep
 
 
 class TorchOptimizer(NamedTuple):
@@ -236,15 +236,12 @@ def train_torch_members(
                 refused.append(members_idx[0])
         return refused
 
-    def finite() -> Tensor:
-        return torch.stack([torch.isfinite(p.reshape(K, -1)).all(dim=1) for p in params]).all(dim=0)
 
     def evaluate(tr: slice, te: slice):
         if opt_info.schedule_free:
             for _, o in groups:
                 o.eval()  # parameters <- the averaged point x
-        tr_err, tr_loss = model.evaluate(params, data.x_train[tr], data.y_train[tr])
-        te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
+        tr_err, tr_loss, te_err, te_loss = evaluate_sets(model, params, data, tr, te)
         if opt_info.schedule_free:
             for _, o in groups:
                 o.train()  # parameters <- the gradient point y
@@ -256,4 +253,4 @@ def train_torch_members(
 
     # diverged members keep their rows (their optimizers are not stepped again): no drop
     return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse",
-                    step=step, finite=finite, evaluate=evaluate)
+                    step=step, finite=lambda: all_finite(params), evaluate=evaluate)

@@ -142,6 +142,17 @@ def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, h
 EvalOut = tuple[Tensor, Tensor, Tensor, Tensor, list]  # train error, train loss, test error, test loss, rates
 
 
+def all_finite(params: Sequence[Tensor]) -> Tensor:
+    """Per member [K]: whether all its parameters are finite."""
+    return torch.stack([torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1) for p in params]).all(dim=0)
+
+
+def evaluate_sets(model: EnsembleMLP, params: Sequence[Tensor], data: Dataset, tr: slice, te: slice):
+    """(train error, train loss, test error, test loss) per member on slices of the two sets."""
+    return (*model.evaluate(params, data.x_train[tr], data.y_train[tr]),
+            *model.evaluate(params, data.x_test[te], data.y_test[te]))
+
+
 def lockstep(
     members: Sequence[Member],
     data: Dataset,
@@ -270,12 +281,11 @@ def train_ensemble(
 
     def finite() -> Tensor:
         step_fn.sync(params)
-        return torch.stack([torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1) for p in params]).all(dim=0)
+        return all_finite(params)
 
     def evaluate(tr: slice, te: slice) -> EvalOut:
         step_fn.sync(params)
-        tr_err, tr_loss = model.evaluate(params, data.x_train[tr], data.y_train[tr])
-        te_err, te_loss = model.evaluate(params, data.x_test[te], data.y_test[te])
+        tr_err, tr_loss, te_err, te_loss = evaluate_sets(model, params, data, tr, te)
         stats = _rate_stats(rule, state, hp, params)
         rates = [None] * len(tr_err) if stats is None else list(zip(*(r.tolist() for r in stats)))
         return tr_err, tr_loss, te_err, te_loss, rates
