@@ -92,10 +92,12 @@ def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True
     i = [0]
 
     def one():
-        j = idx[:, i[0] % 1000]
+        pos = i[0] % 1000
+        j = idx[:, pos]
         i[0] += 1
         xb = x[j]
-        state[0] = step(params, state[0], hp, xb, xb if spec.loss == "mse" else y[j])
+        ahead = lambda w: x[idx[:, pos : min(1000, pos + w)]]  # as experiments.trainer.lockstep
+        state[0] = step(params, state[0], hp, xb, xb if spec.loss == "mse" else y[j], ahead)
 
     return one
 

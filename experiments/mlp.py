@@ -16,7 +16,7 @@ batched matmuls. The tests check forward/backward against autograd in float64.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -221,6 +221,14 @@ class FusedSGD:
       steps. Forward and backward use the pending term exactly (``h^T W = s (h^T V + (P h)^T U)``,
       ``W delta = s (V delta + P^T (U delta))``), so such a layer costs about one read of ``V`` per
       step instead of a read and a read-write (C1, K = 4: 2.0k -> 3.9k member-updates/s).
+    * **First layer a window ahead**: the inputs of the next steps are known (each member's sample
+      order), and between folds the first layer's ``V`` does not change. Given ``ahead`` (the inputs
+      of this step and the next ones), one batched product ``X V^T`` over a window of ``rank`` steps
+      gives every step's ``x^T V`` at once (a matrix product reads ``V`` once per window instead of a
+      matrix-vector product once per step); each step adds only its pending term ``(P x)^T U``. The
+      first layer is deferred from ``first_min`` weights on if it has at least ``4 rank`` outputs, so
+      this covers M1 as well (M1, K = 65: 33k -> 67k member-updates/s; not M0 or C0, whose 10
+      outputs make the pending term as costly as ``V`` itself).
 
     :meth:`sync` writes ``W`` back into ``params`` (the trainer calls it before every divergence check,
     evaluation and member drop: every 1000 steps at least); until then ``params``' weight matrices are
@@ -229,10 +237,13 @@ class FusedSGD:
     rounding, not bit for bit.
     """
 
-    def __init__(self, spec: MLPSpec, *, rank: int = 16, defer_min: int = 200_000):
+    def __init__(self, spec: MLPSpec, *, rank: int = 16, defer_min: int = 200_000, first_min: int = 20_000):
         self.spec = spec
         self.rank = int(rank)
         self.defer_min = int(defer_min)
+        self.first_min = int(first_min)
+        self._window: Tensor | None = None  # x^T V of the first layer for the steps of the current window
+        self._window_at = 0  # the next unused step of the window
         self._weights: list[Tensor] | None = None  # V_k transposed: [K, fan_out, fan_in]
         self._scales: list[Tensor] = []  # s_k: [K, 1]
         self._pending: list[tuple[Tensor, Tensor] | None] = []  # (P [K, rank, fan_in], U [K, rank, fan_out])
@@ -240,18 +251,24 @@ class FusedSGD:
         self._any_deferred = False
         self._eye: Tensor | None = None
 
-    def deferred(self, fan_in: int, fan_out: int) -> bool:
+    def deferred(self, fan_in: int, fan_out: int, first: bool = False) -> bool:
         """Whether a layer's updates are deferred (also used to size ensemble chunks)."""
-        return self.rank > 1 and fan_in * fan_out >= self.defer_min
+        if self.rank <= 1:
+            return False
+        if first and fan_out >= 4 * self.rank:  # narrower, the pending term costs as much as V (C0, M0: out 10)
+            return fan_in * fan_out >= min(self.first_min, self.defer_min)
+        return fan_in * fan_out >= self.defer_min
 
     def _start(self, params: Sequence[Tensor]) -> None:
         K = params[0].shape[0]
         self._weights = [params[2 * k].transpose(1, 2).contiguous() for k in range(self.spec.n_layers)]
         self._scales = [params[0].new_ones(K, 1) for _ in self._weights]
         self._pending = [(W.new_zeros(K, self.rank, W.shape[2]), W.new_zeros(K, self.rank, W.shape[1]))
-                         if self.deferred(W.shape[2], W.shape[1]) else None for W in self._weights]
+                         if self.deferred(W.shape[2], W.shape[1], first=k == 0) else None
+                         for k, W in enumerate(self._weights)]
         self._any_deferred = any(p is not None for p in self._pending)
         self._count = 0
+        self._window = None
 
     def _flush(self) -> None:
         """Fold the pending updates into the working weights: V += U^T P."""
@@ -261,6 +278,7 @@ class FusedSGD:
                 if pend is not None:
                     V.baddbmm_(pend[1][:, :c].transpose(1, 2), pend[0][:, :c])
         self._count = 0
+        self._window = None  # it was computed from the old V
 
     @torch.no_grad()
     def sync(self, params: Sequence[Tensor]) -> None:
@@ -272,20 +290,35 @@ class FusedSGD:
             self._weights = None
 
     @torch.no_grad()
-    def __call__(self, params: Sequence[Tensor], x: Tensor, target: Tensor, rate: Tensor) -> None:
-        """One step of every member on its sample ``x`` [K, D]; ``target``: class [K] or vector [K, out]."""
+    def __call__(self, params: Sequence[Tensor], x: Tensor, target: Tensor, rate: Tensor,
+                 ahead: Callable[[int], Tensor] | None = None) -> None:
+        """One step of every member on its sample ``x`` [K, D]; ``target``: class [K] or vector [K, out].
+
+        ``ahead(j)``, optional: the inputs [K, w, D] of this step and the next ones, ``1 <= w <= j``
+        (fewer where the order ends or the caller will sync); ``ahead(j)[:, 0]`` must equal ``x``."""
         spec = self.spec
         n = spec.n_layers
         if self._weights is None:
             self._start(params)
+        if ahead is None:
+            self._window = None
+        elif self._pending[0] is not None and (self._window is None or self._window_at == self._window.shape[1]):
+            if self._count:  # the last window ended before a fold (the order ended): fold now
+                self._flush()
+            self._window = torch.bmm(ahead(self.rank), self._weights[0].transpose(1, 2))  # [K, w, out]
+            self._window_at = 0
         weights, scales, pending, c = self._weights, self._scales, self._pending, self._count
         hs = [x]
         h = x
         for k in range(n):  # forward:  a = s (h^T V + (P h)^T U) + b
-            a = torch.bmm(h.unsqueeze(1), weights[k].transpose(1, 2))
+            if k == 0 and self._window is not None:
+                a = self._window[:, self._window_at : self._window_at + 1]  # x^T V, computed a window ahead
+                self._window_at += 1
+            else:
+                a = torch.bmm(h.unsqueeze(1), weights[k].transpose(1, 2))
             if pending[k] is not None and c:
                 P, U = pending[k][0][:, :c], pending[k][1][:, :c]
-                a.baddbmm_(torch.bmm(h.unsqueeze(1), P.transpose(1, 2)), U)
+                a = torch.baddbmm(a, torch.bmm(h.unsqueeze(1), P.transpose(1, 2)), U)
             a = torch.addcmul(params[2 * k + 1], a.squeeze(1), scales[k])
             if k < n - 1:
                 h = torch.tanh(a)

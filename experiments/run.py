@@ -152,9 +152,12 @@ def auto_chunk_size(spec: MLPSpec, fused: bool, dtype: torch.dtype, device: torc
     cache runs several times faster per member than one that streams from DRAM, so the chunk is
     sized to the cache (at least one member). On CUDA it is sized to half the free memory.
     """
-    if fused:  # the fused step's working copy; 3x for a layer updated in place (read, read-write)
+    if fused:  # weights the fused step touches per step: 3 passes (in place: read, read-write; deferred:
+        # read forward, read backward, the pending term), or 3 per window of ``rank`` steps for a first
+        # layer computed a window ahead (FusedSGD). Measured best or within 2% (benchmarks/fused_defer.py).
         step = FusedSGD(spec)
-        elements = sum(a * b * (1 if step.deferred(a, b) else 3) + 3 * b for a, b in zip(spec.layers[:-1], spec.layers[1:]))
+        elements = sum(a * b * (3 / step.rank if k == 0 and step.deferred(a, b, first=True) else 3) + 3 * b
+                       for k, (a, b) in enumerate(zip(spec.layers[:-1], spec.layers[1:])))
     else:
         elements = spec.n_params * 14  # params, grads, extras, state, temps
     per_member = elements * torch.finfo(dtype).bits // 8

@@ -225,7 +225,7 @@ def train_torch_members(
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
     groups = make_optimizers(optimizer_name, params, [m.hp for m in members], per_member=per_member)
 
-    def step(x: Tensor, target: Tensor, dead: set[int]) -> list[int]:
+    def step(x: Tensor, target: Tensor, dead: set[int], ahead=None) -> list[int]:  # ahead: unused here
         _, grads, _ = model.loss_and_grads(params, x, target)
         set_grads(groups, params, grads)
         refused = []

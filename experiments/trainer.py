@@ -102,10 +102,12 @@ class Step:
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
             self._generic = torch.compile(_generic_step)
 
-    def __call__(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor):
+    def __call__(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
+                 ahead: Callable[[int], Tensor] | None = None):
+        """``ahead(j)``: the inputs of this step and the next ones (see :class:`FusedSGD`), optional."""
         if self.fused is not None:
             rate, state = self.rule.scalar_rate(state, hp)
-            self.fused(params, x, target, rate)
+            self.fused(params, x, target, rate, ahead)
             return state
         return self._generic(self.model, self.rule, params, state, hp, x, target, self.need)
 
@@ -161,7 +163,7 @@ def lockstep(
     device: str | torch.device,
     eval_subset: int,
     mse: bool,
-    step: Callable[[Tensor, Tensor, set[int]], Sequence[int]],
+    step: Callable[[Tensor, Tensor, set[int], Callable[[int], Tensor]], Sequence[int]],
     finite: Callable[[], Tensor],
     evaluate: Callable[[slice, slice], EvalOut],
     drop: Callable[[Tensor], None] | None = None,
@@ -174,8 +176,10 @@ def lockstep(
 
     ``mse``: the target is the input (the autoencoder) and a diverged member's error is inf, not 100 %.
 
-    * ``step(x, target, dead)``: one update of every row on its sample; returns the original indices of
-      members found diverged during it (an optimizer that refused a non-finite step), usually none.
+    * ``step(x, target, dead, ahead)``: one update of every row on its sample; returns the original indices
+      of members found diverged during it (an optimizer that refused a non-finite step), usually none.
+      ``ahead(j)`` gives the inputs [K, w, D] of this step and the next ``w - 1`` (``w <= j``), up to the
+      end of the epoch or the next divergence check, whichever comes first (a step may use or ignore it).
     * ``finite()``: per row, whether its parameters are all finite (every ``CHECK_EVERY`` steps).
     * ``evaluate(train_slice, test_slice)``: per row train/test error and loss, and per row
       ``(rate_min, rate_median, rate_max)`` or None.
@@ -218,9 +222,12 @@ def lockstep(
     while t < total_steps:
         if t % N == 0:  # a new epoch: every member draws its own order
             perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in rows]).to(device)
-        idx = perm[:, t % N]
+        pos = t % N
+        idx = perm[:, pos]
         x = data.x_train[idx]
-        for k in step(x, x if mse else data.y_train[idx], dead):
+        until = pos + min(N - pos, CHECK_EVERY - t % CHECK_EVERY, total_steps - t)
+        ahead = lambda j, pos=pos, until=until, perm=perm: data.x_train[perm[:, pos : min(until, pos + j)]]
+        for k in step(x, x if mse else data.y_train[idx], dead, ahead):
             kill(k, t + 1)
         t += 1
 
@@ -274,9 +281,9 @@ def train_ensemble(
     state = rule.init(params, hp)
     step_fn = make_step(model, rule, compile=compile)
 
-    def step(x: Tensor, target: Tensor, dead: set[int]) -> tuple[()]:
+    def step(x: Tensor, target: Tensor, dead: set[int], ahead: Callable[[int], Tensor]) -> tuple[()]:
         nonlocal state
-        state = step_fn(params, state, hp, x, target)
+        state = step_fn(params, state, hp, x, target, ahead)
         return ()
 
     def finite() -> Tensor:

@@ -85,6 +85,42 @@ def test_fused_sgd_steps_equal_generic_updates(name, l2_biases, rank):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)  # float64 rounding over 7 steps
 
 
+@pytest.mark.parametrize("name", ["M1", "CR"])
+@pytest.mark.parametrize("rank", [3, 16])
+def test_fused_sgd_window_ahead_equals_generic_updates(name, rank):
+    """The first layer's x^T V computed a window ahead (``ahead``), with windows cut short where the
+    caller says the order ends, a sync in the middle and one call without ``ahead``, equals plain SGD
+    on a different sample every step."""
+    layers, loss = BENCHMARKS[name]
+    spec = MLPSpec(layers, loss, l2=1e-2)
+    model = EnsembleMLP(spec)
+    K, T = 3, 23
+    params, _, _ = _inputs(spec, K)
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(K, T, spec.layers[0], generator=g, dtype=torch.float64)
+    if loss == "cross_entropy":
+        Y = torch.randint(0, spec.layers[-1], (K, T), generator=g)
+    else:
+        Y = torch.randn(K, T, spec.layers[-1], generator=g, dtype=torch.float64)
+    scale = 1e-3 if loss == "mse" else 1.0  # 3072 squared errors: keep the run from diverging (chaos)
+    rates = [torch.tensor([0.1, 0.01, 0.5], dtype=torch.float64) * scale / (1 + t) for t in range(T)]
+    expected = [p.clone() for p in params]
+    for t in range(T):
+        _, grads, _ = model.loss_and_grads(expected, X[:, t], Y[:, t])
+        expected = [p - rates[t].view(-1, *[1] * (p.dim() - 1)) * g for p, g in zip(expected, grads)]
+    fused, step = [p.clone() for p in params], FusedSGD(spec, rank=rank, defer_min=1000, first_min=1000)
+    ends = {5, 11, 23}  # the order "ends" after these steps (an epoch end, a divergence check)
+    for t in range(T):
+        until = min(e for e in ends if e > t)
+        ahead = None if t == 8 else (lambda j, t=t, until=until: X[:, t : min(until, t + j)])
+        step(fused, X[:, t], Y[:, t], rates[t], ahead)
+        if t == 15:
+            step.sync(fused)
+    step.sync(fused)
+    for a, b in zip(fused, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_evaluate_matches_per_sample_loss():
     spec = MLPSpec((5, 4, 3), "cross_entropy")
     model = EnsembleMLP(spec)
