@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import bench_spec, fake_batch, timed
+from throughput import bench_spec, lockstep_samples, timed
 
 from experiments.malloc import keep_freed_memory
 from experiments.mlp import FusedSGD, glorot_init
@@ -38,20 +38,14 @@ VARIANTS = {  # name: (FusedSGD keyword arguments, pass the inputs ahead)
 
 def rate(spec, K: int, variant: str, seconds: float) -> float:
     kwargs, use_ahead = VARIANTS[variant]
-    x, y = fake_batch(spec, 1000)
-    idx = torch.stack([torch.randperm(1000, generator=torch.Generator().manual_seed(k)) for k in range(K)])
+    sample = lockstep_samples(spec, K)
     lr = torch.full((K,), 0.01)
     params = glorot_init(spec, list(range(K)))
     step = FusedSGD(spec, **kwargs)
-    i = [0]
 
     def one():
-        pos = i[0] % 1000
-        j = idx[:, pos]
-        i[0] += 1
-        xb = x[j]
-        ahead = (lambda w: x[idx[:, pos : min(1000, pos + w)]]) if use_ahead else None
-        step(params, xb, xb if spec.loss == "mse" else y[j], lr, ahead)
+        x, target, ahead = sample()
+        step(params, x, target, lr, ahead if use_ahead else None)
 
     for _ in range(20):
         one()

@@ -87,19 +87,29 @@ def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True
     hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device="cpu")
     state = [rule.init(params, hp)]
     step = make_step(model, rule, compile=compile)  # as the runner's compile: auto (plain SGD is never compiled)
-    x, y = fake_batch(spec, 1000)
-    idx = torch.stack([torch.randperm(1000, generator=torch.Generator().manual_seed(k)) for k in range(K)])
-    i = [0]
+    sample = lockstep_samples(spec, K)
 
     def one():
-        pos = i[0] % 1000
-        j = idx[:, pos]
-        i[0] += 1
-        xb = x[j]
-        ahead = lambda w: x[idx[:, pos : min(1000, pos + w)]]  # as experiments.trainer.lockstep
-        state[0] = step(params, state[0], hp, xb, xb if spec.loss == "mse" else y[j], ahead)
+        state[0] = step(params, state[0], hp, *sample())
 
     return one
+
+
+def lockstep_samples(spec: MLPSpec, K: int, n: int = 1000):
+    """``sample() -> (x [K, D], target, ahead)``: the next step of K members, each in its own order over
+    ``n`` fake samples, with ``ahead`` as ``experiments.trainer.lockstep`` passes it."""
+    x, y = fake_batch(spec, n)
+    idx = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(k)) for k in range(K)])
+    i = [0]
+
+    def sample():
+        pos = i[0] % n
+        i[0] += 1
+        xb = x[idx[:, pos]]
+        target = xb if spec.loss == "mse" else y[idx[:, pos]]
+        return xb, target, lambda w: x[idx[:, pos : min(n, pos + w)]]
+
+    return sample
 
 
 def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile: bool = True) -> float:
