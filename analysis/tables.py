@@ -252,24 +252,30 @@ def _approx_mark(ok: bool) -> str:
     return "" if ok else "†"
 
 
+def _table23_rows(t: pd.DataFrame, methods: list[str], ours_cell, paper_cell):
+    """Per benchmark: (name, its rows by method, our cell per method, the paper's cell per method); both
+    cells are "" for a method with no runs on that benchmark."""
+    for bench in _benchmarks(t):
+        sub = t[t.benchmark == bench].set_index("method")
+        rows = [sub.loc[m] if m in sub.index else None for m in methods]
+        yield (bench, sub, ["" if r is None else ours_cell(r) for r in rows],
+               ["" if r is None else paper_cell(r) for r in rows])
+
+
 def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
     methods = common.method_order(t.method.unique())
     head = f"| {'Table ' + str(number)} ({split} error) | " + " | ".join(label(m) for m in methods) + " |"
     lines = [head, "|" + "---|" * (len(methods) + 1)]
-    for bench in _benchmarks(t):
-        sub = t[t.benchmark == bench].set_index("method")
-        ours, paper = [], []
-        for m in methods:
-            if m not in sub.index:
-                ours.append("")
-                paper.append("")
-                continue
-            r = sub.loc[m]
-            cell = f"{_num(r['mean'])} ± {_num(r['std'])}"
-            cell = f"**{cell}**" if r.bold else cell
-            ours.append(cell + _approx_mark(r.data_original) + _epochs_text(r.epochs)
-                        + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
-            paper.append(f"{_num(r.paper)} ({_signed(r['diff'])})" if np.isfinite(r.paper) else "–")
+    def ours_cell(r) -> str:
+        cell = f"{_num(r['mean'])} ± {_num(r['std'])}"
+        cell = f"**{cell}**" if r.bold else cell
+        return (cell + _approx_mark(r.data_original) + _epochs_text(r.epochs)
+                + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
+
+    def paper_cell(r) -> str:
+        return f"{_num(r.paper)} ({_signed(r['diff'])})" if np.isfinite(r.paper) else "–"
+
+    for bench, sub, ours, paper in _table23_rows(t, methods, ours_cell, paper_cell):
         lines.append(f"| {bench} ours (n={_seeds_text(sub)}) | " + " | ".join(ours) + " |")
         lines.append(f"| {bench} paper (diff) | " + " | ".join(paper) + " |")
     settings = [_settings_of(t, m) for m in methods]
@@ -299,19 +305,15 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
     methods = common.method_order(t.method.unique())
     lines = [r"\begin{tabular}{l" + "r" * len(methods) + "}", r"\toprule",
              " & ".join([""] + [_tex(label(m)) for m in methods]) + r" \\", r"\midrule"]
-    for bench in _benchmarks(t):
-        sub = t[t.benchmark == bench].set_index("method")
-        ours, paper = [], []
-        for m in methods:
-            if m not in sub.index:
-                ours.append("")
-                paper.append("")
-                continue
-            r = sub.loc[m]
-            cell = f"{_num(r['mean'])} \\pm {_num(r['std'])}"
-            cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
-            ours.append(cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_epochs_text(r.epochs)))
-            paper.append(rf"{{\scriptsize {_num(r.paper)} ({_signed(r['diff'])})}}" if np.isfinite(r.paper) else "")
+    def ours_cell(r) -> str:
+        cell = f"{_num(r['mean'])} \\pm {_num(r['std'])}"
+        cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
+        return cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_epochs_text(r.epochs))
+
+    def paper_cell(r) -> str:
+        return rf"{{\scriptsize {_num(r.paper)} ({_signed(r['diff'])})}}" if np.isfinite(r.paper) else ""
+
+    for bench, _, ours, paper in _table23_rows(t, methods, ours_cell, paper_cell):
         lines.append(f"{bench} & " + " & ".join(ours) + r" \\")
         lines.append(r"{\scriptsize paper} & " + " & ".join(paper) + r" \\")
     lines += [r"\midrule", r"\#settings & " + " & ".join(_tex(_settings_of(t, m)) for m in methods) + r" \\",
