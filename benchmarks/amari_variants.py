@@ -20,7 +20,7 @@ import time
 
 import torch
 
-import baselines.amari as amari
+from baselines import amari
 from baselines.averages import running_average
 from experiments.data import load
 from experiments.mlp import MLPSpec
