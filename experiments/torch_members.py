@@ -235,6 +235,48 @@ def effective_rate(o: torch.optim.Optimizer) -> float | None:
     return None
 
 
+def member_step(
+    model: EnsembleMLP, optimizer_name: str, params: Sequence[Tensor], hps: Sequence[Mapping[str, Any]], *,
+    per_member: bool | None = None, fast: bool = True, compile: bool = False,
+) -> tuple[list[Tensor], list[tuple[list[int], torch.optim.Optimizer]], Callable[[Tensor, Tensor, set[int]], list[int]]]:
+    """The training step of :func:`train_torch_members` (also timed by ``benchmarks/beyond_throughput.py``).
+
+    Returns ``(params, groups, step)``: the K-stacked parameters the model reads (on the fast path views
+    of one flat ``[K, n]`` tensor, holding the values of ``params``), the optimizers from
+    :func:`make_optimizers`, and ``step(x, target, dead)``, one update of every member not in ``dead``
+    that returns the members an optimizer refused (non-finite, see :func:`guarded_step`).
+    """
+    K = params[0].shape[0]
+    opt_info = get_optimizer(optimizer_name)
+    if fast:
+        flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
+        params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
+        grads = flat_views(grad_flat, params)
+        groups = make_optimizers(optimizer_name, [flat], hps, per_member=per_member, fast=True)
+        set_grads(groups, [flat], [grad_flat])  # once: the buffer is rewritten in place every step
+        write = compiled(write_grads) if compile else write_grads
+        steps = [compiled(o.step) if compile and opt_info.compile_step else o.step for _, o in groups]
+    else:
+        params = list(params)
+        groups = make_optimizers(optimizer_name, params, hps, per_member=per_member)
+        steps = [o.step for _, o in groups]
+
+    def step(x: Tensor, target: Tensor, dead: set[int]) -> list[int]:
+        if fast:
+            write(model, params, x, target, grads)
+        else:
+            set_grads(groups, params, model.loss_and_grads(params, x, target)[1])
+        refused = []
+        for (members_idx, o), o_step in zip(groups, steps):
+            if len(members_idx) > 1:
+                o_step()
+            elif members_idx[0] not in dead and not guarded_step(o, step=o_step):  # it refused a non-finite member
+                refused.append(members_idx[0])
+        return refused
+
+    return params, groups, step
+
+
 def train_torch_members(
     spec: MLPSpec,
     optimizer_name: str,
@@ -265,32 +307,8 @@ def train_torch_members(
     model = EnsembleMLP(spec)
     data = data.to(device, dtype)
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
-    hps = [m.hp for m in members]
-    if fast:
-        flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
-        params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
-        grads = flat_views(grad_flat, params)
-        groups = make_optimizers(optimizer_name, [flat], hps, per_member=per_member, fast=True)
-        set_grads(groups, [flat], [grad_flat])  # once: the buffer is rewritten in place every step
-        write = compiled(write_grads) if compile else write_grads
-        steps = [compiled(o.step) if compile and opt_info.compile_step else o.step for _, o in groups]
-    else:
-        groups = make_optimizers(optimizer_name, params, hps, per_member=per_member)
-        steps = [o.step for _, o in groups]
-
-    def step(x: Tensor, target: Tensor, dead: set[int], ahead=None) -> list[int]:  # ahead: unused here
-        if fast:
-            write(model, params, x, target, grads)
-        else:
-            set_grads(groups, params, model.loss_and_grads(params, x, target)[1])
-        refused = []
-        for (members_idx, o), o_step in zip(groups, steps):
-            if len(members_idx) > 1:
-                o_step()
-            elif members_idx[0] not in dead and not guarded_step(o, step=o_step):  # it refused a non-finite member
-                refused.append(members_idx[0])
-        return refused
-
+    params, groups, step = member_step(model, optimizer_name, params, [m.hp for m in members],
+                                       per_member=per_member, fast=fast, compile=compile)
 
     def evaluate(tr: slice, te: slice):
         if opt_info.schedule_free:
@@ -308,4 +326,4 @@ def train_torch_members(
 
     # diverged members keep their rows (their optimizers are not stepped again): no drop
     return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse",
-                    step=step, finite=lambda: all_finite(params), evaluate=evaluate)
+                    step=lambda x, target, dead, ahead: step(x, target, dead), finite=lambda: all_finite(params), evaluate=evaluate)
