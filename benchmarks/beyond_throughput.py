@@ -26,11 +26,10 @@ measured are left out of the sum and named.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 
 import torch
-from throughput import N_TRAIN, bench_spec, lockstep_samples  # benchmarks/ is on the path when run as a script
+from throughput import N_TRAIN, bench_spec, lockstep_samples, write_csv  # benchmarks/ is sys.path[0] for a script
 
 from experiments.malloc import keep_freed_memory
 from experiments.mlp import EnsembleMLP, glorot_init
@@ -115,11 +114,7 @@ def main() -> None:
                                      "ratio": round(best[v][0] / best[base][0], 3), "steps_per_member":
                                      int(N_TRAIN[cfg.dataset] * cfg.epochs)})
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        print(f"wrote {args.csv}")
+        write_csv(rows, args.csv)
     project(rows, args)
 
 

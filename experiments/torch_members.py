@@ -31,14 +31,14 @@ The fast path (``fast=True``, the default; measured in ``benchmarks/beyond_throu
 ``docs/beyond.md``) changes how the tensors are laid out and computed, never the packages' code or
 math, so its results equal the plain path's to float rounding (``tests/test_beyond.py``):
 
-* every member's parameters are one row of a flat ``[K, n]`` tensor (the per-layer ``params`` are
-  views of it), and each optimizer instance sees one tensor: ``flat[k]`` per member, ``flat[a:b]``
-  stacked. A per-member step then runs its Python loop over one tensor instead of ``2 x layers``; the
-  pooled sums (``d``, DoG's norms) are the same sums in another order.
-* the gradients are written in place into one persistent ``[K, n]`` buffer that is every parameter's
-  ``.grad`` (set once); with ``compile=True`` that write is one compiled function
-  (:func:`experiments.trainer.compiled`), which writes the outer products straight into the buffer
-  instead of allocating (and page-faulting) a fresh gradient every step.
+* per member, every member's parameters are one row of a flat ``[K, n]`` tensor (the per-layer
+  ``params`` are views of it) and its instance sees that one tensor ``flat[k]``: its Python loop runs
+  over one tensor instead of ``2 x layers``; the pooled sums (``d``, DoG's norms) are the same sums in
+  another order. Stacked instances keep the per-layer tensors (one instance either way, and the
+  gradient write into contiguous layers is faster).
+* the gradients are written in place into persistent buffers that are the parameters' ``.grad`` (set
+  once); with ``compile=True`` that write is one compiled function
+  (:func:`experiments.trainer.compiled`), which computes the outer products straight into the buffers.
 * constructor options that only choose a kernel (``TorchOptimizer.options``: Adam's ``fused=True``)
   and, with ``compile=True``, ``torch.compile`` of ``step`` where it compiles once and for all
   (``TorchOptimizer.compile_step``: COCOB, whose state is all tensors; the others keep Python floats
@@ -241,19 +241,25 @@ def member_step(
 ) -> tuple[list[Tensor], list[tuple[list[int], torch.optim.Optimizer]], Callable[[Tensor, Tensor, set[int]], list[int]]]:
     """The training step of :func:`train_torch_members` (also timed by ``benchmarks/beyond_throughput.py``).
 
-    Returns ``(params, groups, step)``: the K-stacked parameters the model reads (on the fast path views
-    of one flat ``[K, n]`` tensor, holding the values of ``params``), the optimizers from
+    Returns ``(params, groups, step)``: the K-stacked parameters the model reads (for per-member
+    instances on the fast path, views of one flat ``[K, n]`` tensor holding the values of ``params``),
+    the optimizers from
     :func:`make_optimizers`, and ``step(x, target, dead)``, one update of every member not in ``dead``
     that returns the members an optimizer refused (non-finite, see :func:`guarded_step`).
     """
     K = params[0].shape[0]
     opt_info = get_optimizer(optimizer_name)
     if fast:
-        flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
-        params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
-        grads = flat_views(grad_flat, params)
-        groups = make_optimizers(optimizer_name, [flat], hps, per_member=per_member, fast=True)
-        set_grads(groups, [flat], [grad_flat])  # once: the buffer is rewritten in place every step
+        if opt_info.needs_per_member if per_member is None else per_member:  # one flat tensor per instance
+            flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
+            params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
+            grads, opt_params, opt_grads = flat_views(grad_flat, params), [flat], [grad_flat]
+        else:  # stacked: one instance whatever the layout; contiguous layers are faster to write
+            params = list(params)
+            grads = opt_grads = [torch.zeros_like(p) for p in params]
+            opt_params = params
+        groups = make_optimizers(optimizer_name, opt_params, hps, per_member=per_member, fast=True)
+        set_grads(groups, opt_params, opt_grads)  # once: the buffers are rewritten in place every step
         write = compiled(write_grads) if compile else write_grads
         steps = [compiled(o.step) if compile and opt_info.compile_step else o.step for _, o in groups]
     else:
