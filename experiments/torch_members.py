@@ -36,9 +36,10 @@ math, so its results equal the plain path's to float rounding (``tests/test_beyo
   over one tensor instead of ``2 x layers``; the pooled sums (``d``, DoG's norms) are the same sums in
   another order. Stacked instances keep the per-layer tensors (one instance either way, and the
   gradient write into contiguous layers is faster).
-* the gradients are written in place into persistent buffers that are the parameters' ``.grad`` (set
-  once); with ``compile=True`` that write is one compiled function
-  (:func:`experiments.trainer.compiled`), which computes the outer products straight into the buffers.
+* with ``compile=True`` the gradients are computed by one compiled function
+  (:func:`experiments.trainer.compiled`) straight into persistent buffers that are the parameters'
+  ``.grad`` (set once). Without it, stacked instances get the fresh gradients (as on the plain path)
+  and the flat rows a copy of them.
 * constructor options that only choose a kernel (``TorchOptimizer.options``: Adam's ``fused=True``)
   and, with ``compile=True``, ``torch.compile`` of ``step`` where it compiles once and for all
   (``TorchOptimizer.compile_step``: COCOB, whose state is all tensors; the others keep Python floats
@@ -249,29 +250,26 @@ def member_step(
     """
     K = params[0].shape[0]
     opt_info = get_optimizer(optimizer_name)
-    if fast:
-        if opt_info.needs_per_member if per_member is None else per_member:  # one flat tensor per instance
-            flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
-            params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
-            grads, opt_params, opt_grads = flat_views(grad_flat, params), [flat], [grad_flat]
-        else:  # stacked: one instance whatever the layout; contiguous layers are faster to write
-            params = list(params)
-            grads = opt_grads = [torch.zeros_like(p) for p in params]
-            opt_params = params
-        groups = make_optimizers(optimizer_name, opt_params, hps, per_member=per_member, fast=True)
+    compile = compile and fast
+    params, grads = list(params), None  # grads: persistent buffers written in place, or fresh every step
+    opt_params = opt_grads = params
+    if fast and (opt_info.needs_per_member if per_member is None else per_member):  # one flat tensor per instance
+        flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
+        params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
+        grads, opt_params, opt_grads = flat_views(grad_flat, params), [flat], [grad_flat]
+    elif compile:  # stacked: one instance whatever the layout; contiguous layers are faster to write
+        grads = opt_grads = [torch.zeros_like(p) for p in params]
+    groups = make_optimizers(optimizer_name, opt_params, hps, per_member=per_member, fast=fast)
+    if grads is not None:
         set_grads(groups, opt_params, opt_grads)  # once: the buffers are rewritten in place every step
-        write = compiled(write_grads) if compile else write_grads
-        steps = [compiled(o.step) if compile and opt_info.compile_step else o.step for _, o in groups]
-    else:
-        params = list(params)
-        groups = make_optimizers(optimizer_name, params, hps, per_member=per_member)
-        steps = [o.step for _, o in groups]
+    write = compiled(write_grads) if compile else write_grads
+    steps = [compiled(o.step) if compile and opt_info.compile_step else o.step for _, o in groups]
 
     def step(x: Tensor, target: Tensor, dead: set[int]) -> list[int]:
-        if fast:
-            write(model, params, x, target, grads)
-        else:
+        if grads is None:
             set_grads(groups, params, model.loss_and_grads(params, x, target)[1])
+        else:
+            write(model, params, x, target, grads)
         refused = []
         for (members_idx, o), o_step in zip(groups, steps):
             if len(members_idx) > 1:

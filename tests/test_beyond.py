@@ -137,12 +137,13 @@ def test_unknown_hyperparameter_is_a_clear_error():
         check_hp("adamm", {})
 
 
-@pytest.mark.parametrize("name, compile", [("adam", False), ("dadapt_adam", False), ("dog", False),
+@pytest.mark.parametrize("name, compile", [("adam", False), ("dadapt_adam", False), ("dog", True),
                                            ("sgd_schedulefree", False), ("cocob", True)])
 def test_fast_path_equals_plain_path(name, compile):
     """Same members, same 24 samples each: the fast path's curves equal the plain path's to float64 rounding
-    (stacked Adam through its fused kernel, per-member D-Adaptation Adam and DoG over one flat tensor each,
-    Schedule-Free through eval()/train(), COCOB through torch.compile of its own step)."""
+    (stacked Adam through its fused kernel; per-member D-Adaptation Adam and DoG over one flat tensor each,
+    DoG's gradients written by the compiled function; Schedule-Free through eval()/train(); COCOB through
+    the compiled gradient write and torch.compile of its own step)."""
     if compile and not shutil.which("g++"):
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
     data = toy_data(24)
