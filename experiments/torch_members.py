@@ -31,11 +31,12 @@ The fast path (``fast=True``, the default; measured in ``benchmarks/beyond_throu
 ``docs/beyond.md``) changes how the tensors are laid out and computed, never the packages' code or
 math, so its results equal the plain path's to float rounding (``tests/test_beyond.py``):
 
-* per member, every member's parameters are one row of a flat ``[K, n]`` tensor (the per-layer
-  ``params`` are views of it) and its instance sees that one tensor ``flat[k]``: its Python loop runs
-  over one tensor instead of ``2 x layers``; the pooled sums (``d``, DoG's norms) are the same sums in
-  another order. Stacked instances keep the per-layer tensors (one instance either way, and the
-  gradient write into contiguous layers is faster).
+* per member, on the smaller benchmarks (up to ``FLAT_MAX`` parameters per member: M0, M1, C0), every
+  member's parameters are one row of a flat ``[K, n]`` tensor (the per-layer ``params`` are views of
+  it) and its instance sees that one tensor ``flat[k]``: its Python loop runs over one tensor instead of
+  ``2 x layers``; the pooled sums (``d``, DoG's norms) are the same sums in another order. Stacked
+  instances, and per-member ones on M2, C1, CR, keep the per-layer tensors (one stacked instance either
+  way; the gradient write into contiguous layers is faster).
 * with ``compile=True`` the gradients are computed by one compiled function
   (:func:`experiments.trainer.compiled`) straight into persistent buffers that are the parameters'
   ``.grad`` (set once). Without it, stacked instances get the fresh gradients (as on the plain path)
@@ -59,6 +60,11 @@ from torch import Tensor
 from experiments.data import Dataset
 from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
 from experiments.trainer import Member, MemberResult, all_finite, compiled, evaluate_sets, lockstep
+
+# Per-member instances see one flat tensor per member up to this many parameters per member: there it cuts
+# their Python loop (M0, M1, C0: 1.1-1.5x); above it the compiled gradient write into the members' strided
+# rows costs more than that saves (M2, C1, CR: 0.85-1.0x). Measured in benchmarks/beyond_throughput.py.
+FLAT_MAX = 1 << 18
 
 
 class TorchOptimizer(NamedTuple):
@@ -253,11 +259,12 @@ def member_step(
     compile = compile and fast
     params, grads = list(params), None  # grads: persistent buffers written in place, or fresh every step
     opt_params = opt_grads = params
-    if fast and (opt_info.needs_per_member if per_member is None else per_member):  # one flat tensor per instance
+    per_instance = opt_info.needs_per_member if per_member is None else per_member
+    if fast and per_instance and sum(p[0].numel() for p in params) <= FLAT_MAX:  # one flat tensor per instance
         flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
         params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
         grads, opt_params, opt_grads = flat_views(grad_flat, params), [flat], [grad_flat]
-    elif compile:  # stacked: one instance whatever the layout; contiguous layers are faster to write
+    elif compile:  # contiguous layers: the compiled write into them is faster
         grads = opt_grads = [torch.zeros_like(p) for p in params]
     groups = make_optimizers(optimizer_name, opt_params, hps, per_member=per_member, fast=fast)
     if grads is not None:

@@ -16,6 +16,7 @@ import shutil
 import pytest
 import torch
 
+from experiments import torch_members
 from experiments.data import Dataset
 from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
 from experiments.torch_members import REGISTRY, check_hp, make_optimizers, set_grads, train_torch_members
@@ -137,15 +138,19 @@ def test_unknown_hyperparameter_is_a_clear_error():
         check_hp("adamm", {})
 
 
-@pytest.mark.parametrize("name, compile", [("adam", False), ("dadapt_adam", False), ("dog", True),
-                                           ("sgd_schedulefree", False), ("cocob", True)])
-def test_fast_path_equals_plain_path(name, compile):
+@pytest.mark.parametrize("name, compile, flat", [("adam", False, True), ("dadapt_adam", False, True), ("dog", True, True),
+                                                 ("prodigy", True, False), ("sgd_schedulefree", False, True),
+                                                 ("cocob", True, True)])
+def test_fast_path_equals_plain_path(name, compile, flat, monkeypatch):
     """Same members, same 24 samples each: the fast path's curves equal the plain path's to float64 rounding
     (stacked Adam through its fused kernel; per-member D-Adaptation Adam and DoG over one flat tensor each,
-    DoG's gradients written by the compiled function; Schedule-Free through eval()/train(); COCOB through
-    the compiled gradient write and torch.compile of its own step)."""
+    DoG's gradients written by the compiled function; Prodigy per member over per-layer views, as on the
+    larger benchmarks; Schedule-Free through eval()/train(); COCOB through the compiled gradient write
+    and torch.compile of its own step)."""
     if compile and not shutil.which("g++"):
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    if not flat:
+        monkeypatch.setattr(torch_members, "FLAT_MAX", 0)
     data = toy_data(24)
     members = [Member(s) for s in (3, 4, 5)]
     plain = train_torch_members(SPEC, name, members, data, epochs=1, dtype=DT, fast=False)
