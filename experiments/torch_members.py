@@ -250,9 +250,9 @@ def member_step(
 
     Returns ``(params, groups, step)``: the K-stacked parameters the model reads (for per-member
     instances on the fast path, views of one flat ``[K, n]`` tensor holding the values of ``params``),
-    the optimizers from
-    :func:`make_optimizers`, and ``step(x, target, dead)``, one update of every member not in ``dead``
-    that returns the members an optimizer refused (non-finite, see :func:`guarded_step`).
+    the optimizers from :func:`make_optimizers`, and ``step(x, target, dead)``: one update of every
+    member not in ``dead``, returning the members an optimizer refused (non-finite, see
+    :func:`guarded_step`), as :func:`experiments.trainer.lockstep` calls it.
     """
     K = params[0].shape[0]
     opt_info = get_optimizer(optimizer_name)
@@ -272,7 +272,7 @@ def member_step(
     write = compiled(write_grads) if compile else write_grads
     steps = [compiled(o.step) if compile and opt_info.compile_step else o.step for _, o in groups]
 
-    def step(x: Tensor, target: Tensor, dead: set[int]) -> list[int]:
+    def step(x: Tensor, target: Tensor, dead: set[int], ahead=None) -> list[int]:  # ahead: unused here
         if grads is None:
             set_grads(groups, params, model.loss_and_grads(params, x, target)[1])
         else:
@@ -337,4 +337,4 @@ def train_torch_members(
 
     # diverged members keep their rows (their optimizers are not stepped again): no drop
     return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse",
-                    step=lambda x, target, dead, ahead: step(x, target, dead), finite=lambda: all_finite(params), evaluate=evaluate)
+                    step=step, finite=lambda: all_finite(params), evaluate=evaluate)
