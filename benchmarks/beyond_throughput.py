@@ -1,14 +1,26 @@
-"""Member-updates per second of the issue-9 optimizers on an MLP benchmark's shape, per trainer path.
+"""Member-updates per second of the issue-9 optimizers on the MLP benchmarks' shapes: plain path against
+fast path, measured in the same run, and the projected CPU-hours of their Tables 2+/3+ runs.
 
-    nice python benchmarks/beyond_throughput.py                     # M1 shape, K = 1 and 10, CPU
-    python benchmarks/beyond_throughput.py --device cuda --members 1 10 100
+    nice -n 15 python benchmarks/beyond_throughput.py                               # M0 and M1, K = 10, CPU, 1 thread
+    nice -n 15 python benchmarks/beyond_throughput.py --benchmarks m0 m1 m2 c0 c1 cr --seconds 1
+    python benchmarks/beyond_throughput.py --device cuda --members 10 100
 
-For each optimizer it times the training step of experiments.torch_members (one batched
-``loss_and_grads`` of the K members, then the optimizer step(s)) on random inputs, for the path the
-registry chooses and, for the element-wise optimizers, also for one instance per member (what
-stacking saves). The reference row `sgd (rule)` is the same step with the project's pure SGD rule,
-i.e. what experiments.trainer does. Reports member-updates/s = K x steps / seconds, by wall clock and
-by the process's CPU time (the better measure on a shared machine with --threads 1).
+For each benchmark and optimizer it times the training step of experiments.torch_members
+(``member_step``: one batched ``loss_and_grads`` of the K members, then the optimizer step(s)) on fake
+samples, in three variants: ``plain`` (``fast=False``: per-layer tensors, fresh gradients assigned to
+``.grad`` every step, the packages' default kernels), ``fast`` (the flat layout, gradients written in
+place, the registry's kernel options) and ``fast+compile`` (also ``torch.compile`` of the gradient
+write and of the steps marked ``compile_step``, as the runner's ``compile: auto`` does where a C++
+compiler is present). The variants alternate and each keeps its best of ``--repeats`` windows, so the
+ratios are measured under the same load (the only numbers that mean anything on a shared machine).
+Rates are member-updates per second of this process's CPU time (with one thread, close to what the
+wall clock gives on an idle core); the wall-clock rate of the last window is printed beside them.
+``--per-member`` also times one instance per member for the element-wise optimizers (what stacking saves).
+
+The projection: CPU-hours of ``python -m experiments.run experiment=beyond_tables`` restricted to the
+PyPI optimizers, i.e. per optimizer and benchmark 10 seeds x #train x 6 epochs member-updates at the
+measured rate (the training steps only: evaluations at the checkpoints come on top). Benchmarks not
+measured are left out of the sum and named.
 """
 
 from __future__ import annotations
@@ -17,88 +29,112 @@ import argparse
 import time
 
 import torch
+from throughput import N_TRAIN, bench_spec, lockstep_samples, write_csv  # benchmarks/ is sys.path[0] for a script
 
-from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
-from experiments.torch_members import REGISTRY, make_optimizers, set_grads
-from vsgd.core import get_rule
+from experiments.malloc import keep_freed_memory
+from experiments.mlp import EnsembleMLP, glorot_init
+from experiments.torch_members import REGISTRY, member_step
+
+VARIANTS = {"plain": {"fast": False}, "fast": {"fast": True}, "fast+compile": {"fast": True, "compile": True}}
+SEEDS = 10  # beyond_tables: 10 seeds per benchmark and optimizer
 
 
-def sync(device):
+def stepper(spec, name: str, K: int, variant: str, per_member: bool | None, device: str):
+    """A zero-argument callable: one training step of K members (fresh Glorot init, fake samples)."""
+    model = EnsembleMLP(spec)
+    params = glorot_init(spec, range(K), device=device)
+    _, _, step = member_step(model, name, params, [{}] * K, per_member=per_member, **VARIANTS[variant])
+    sample = lockstep_samples(spec, K)
+    dead: set[int] = set()
+
+    def one():
+        x, target, _ = sample()
+        step(x.to(device), target.to(device), dead)
+
+    return one
+
+
+def window(one, seconds: float, device: str) -> tuple[float, float]:
+    """(steps per CPU second, steps per wall second) over at least ``seconds`` of CPU time and 3 steps."""
+    n, c0, t0 = 0, time.process_time(), time.perf_counter()
+    while n < 3 or time.process_time() - c0 < seconds:
+        one()
+        n += 1
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-
-
-def time_steps(step, steps, warmup, device) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) for ``steps`` steps after ``warmup`` steps.
-
-    On a shared CPU the wall time depends on the other load; with one thread, the process's CPU time
-    is close to what the wall time would be on an idle core, so both are reported."""
-    for _ in range(warmup):
-        step()
-    sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def make_step(model, spec, name, path, force, K, x, y, device):
-    """One training step of K members on (x, y): the rule path of experiments.trainer or the torch path."""
-    params = glorot_init(spec, range(K), device=device)
-    if path == "rule":
-        rule = get_rule("sgd")
-        hp = {"eta0": torch.full((K,), 1e-3, device=device), "gamma": torch.zeros(K, device=device)}
-        state = [rule.init(params, hp)]
-
-        def step():
-            _, grads, _ = model.loss_and_grads(params, x, y)
-            updates, state[0] = rule.update(grads, state[0], params, hp, {"batch_size": 1})
-            for p, u in zip(params, updates):
-                p.add_(u)
-
-        return step
-    groups = make_optimizers(name, params, [{}] * K, per_member=force)
-
-    def step():
-        _, grads, _ = model.loss_and_grads(params, x, y)
-        set_grads(groups, params, grads)
-        for _, o in groups:
-            o.step()
-
-    return step
+    return n / (time.process_time() - c0), n / (time.perf_counter() - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", type=int, nargs="+", default=[784, 120, 10], help="M1 by default")
-    ap.add_argument("--members", type=int, nargs="+", default=[1, 10])
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--benchmarks", nargs="+", default=["m0", "m1"])
+    ap.add_argument("--members", type=int, nargs="+", default=[10])
+    ap.add_argument("--optimizers", nargs="*", default=sorted(REGISTRY))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per timing window")
+    ap.add_argument("--repeats", type=int, default=3, help="windows per variant (alternating); the best counts")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens there)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best for these tiny ops)")
-    ap.add_argument("--optimizers", nargs="*", default=sorted(REGISTRY))
+    ap.add_argument("--per-member", action="store_true", help="also one instance per member for element-wise optimizers")
+    ap.add_argument("--plain-malloc", action="store_true", help="skip experiments.malloc (the runner applies it)")
+    ap.add_argument("--csv", default=None, help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    spec = MLPSpec(tuple(args.layers), "cross_entropy")
-    model = EnsembleMLP(spec)
-    g = torch.Generator().manual_seed(0)
-    print(f"device={args.device} threads={torch.get_num_threads()} layers={args.layers} steps={args.steps}")
-    print(f"{'optimizer':22s} {'path':11s} {'K':>4s} {'updates/s':>10s} {'ms/step':>8s} {'upd/s(cpu)':>10s} {'ms(cpu)':>8s}")
-    for K in args.members:
-        x = torch.randn(K, args.layers[0], generator=g).to(args.device)
-        y = torch.randint(0, args.layers[-1], (K,), generator=g).to(args.device)
-        rows = [("sgd (rule)", "rule", None)]
-        for name in args.optimizers:
-            opt = REGISTRY[name]
-            rows.append((name, "per-member" if opt.needs_per_member else "stacked", None))
-            if not opt.needs_per_member and K > 1:
-                rows.append((name, "per-member", True))
-        for name, path, force in rows:
-            step = make_step(model, spec, name, path, force, K, x, y, args.device)
-            sec, cpu = time_steps(step, args.steps, args.warmup, args.device)
-            print(f"{name:22s} {path:11s} {K:4d} {K * args.steps / sec:10.0f} {1e3 * sec / args.steps:8.2f} "
-                  f"{K * args.steps / cpu:10.0f} {1e3 * cpu / args.steps:8.2f}", flush=True)
+    if not args.plain_malloc:
+        keep_freed_memory()
+    base = args.variants[0]
+    print(f"device={args.device} threads={torch.get_num_threads()} seconds={args.seconds} repeats={args.repeats} "
+          f"(member-updates/s by CPU time; x = ratio to {base} in this run)")
+    print(f"{'bench':5s} {'optimizer':20s} {'path':10s} {'K':>3s} " + " ".join(f"{v:>22s}" for v in args.variants))
+    rows = []
+    for bench in args.benchmarks:
+        spec, cfg = bench_spec(bench)
+        for K in args.members:
+            for name in args.optimizers:
+                opt = REGISTRY[name]
+                paths = [("per-member" if opt.needs_per_member else "stacked", None)]
+                if args.per_member and not opt.needs_per_member and K > 1:
+                    paths.append(("per-member", True))
+                for path, force in paths:
+                    steps = {v: stepper(spec, name, K, v, force, args.device) for v in args.variants}
+                    for one in steps.values():
+                        for _ in range(args.warmup):
+                            one()
+                    best = {v: (0.0, 0.0) for v in args.variants}
+                    for _ in range(args.repeats):
+                        for v, one in steps.items():
+                            cpu, wall = window(one, args.seconds, args.device)
+                            best[v] = (max(best[v][0], K * cpu), K * wall)
+                    cells = [f"{best[v][0]:7.0f} ({best[v][0] / best[base][0]:4.2f}x) w{best[v][1]:6.0f}" for v in args.variants]
+                    print(f"{cfg.name:5s} {name:20s} {path:10s} {K:3d} " + " ".join(f"{c:>22s}" for c in cells), flush=True)
+                    for v in args.variants:
+                        rows.append({"benchmark": cfg.name, "optimizer": name, "path": path, "K": K, "variant": v,
+                                     "updates_per_s_cpu": round(best[v][0], 1), "updates_per_s_wall": round(best[v][1], 1),
+                                     "ratio": round(best[v][0] / best[base][0], 3), "steps_per_member":
+                                     int(N_TRAIN[cfg.dataset] * cfg.epochs)})
+    if args.csv:
+        write_csv(rows, args.csv)
+    project(rows, args)
+
+
+def project(rows: list[dict], args) -> None:
+    """CPU-hours of the PyPI optimizers' beyond_tables runs at the measured rates (largest K measured)."""
+    K = max(args.members)
+    print(f"\nprojected CPU-hours of experiment=beyond_tables, PyPI optimizers only ({SEEDS} seeds, K = {K}, "
+          f"training steps only; benchmarks {' '.join(args.benchmarks)}):")
+    total = dict.fromkeys(args.variants, 0.0)
+    for name in args.optimizers:
+        hours = dict.fromkeys(args.variants, 0.0)
+        for r in rows:
+            if r["optimizer"] == name and r["K"] == K and r["path"] in ("stacked", "per-member") and \
+                    (r["path"] == "per-member") == REGISTRY[name].needs_per_member:
+                hours[r["variant"]] += SEEDS * r["steps_per_member"] / r["updates_per_s_cpu"] / 3600
+        for v in args.variants:
+            total[v] += hours[v]
+        print(f"  {name:20s} " + "  ".join(f"{v} {hours[v]:7.2f} h" for v in args.variants))
+    print(f"  {'total':20s} " + "  ".join(f"{v} {total[v]:7.2f} h" for v in args.variants)
+          + f"   ({total[args.variants[0]] / total[args.variants[-1]]:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -153,12 +153,17 @@ def main() -> None:
             print(f"{cfg.name:3s} ensemble {rule_name:22s} K={K:<4d} {rate:10,.0f} updates/s  ({rate / base:5.1f}x naive)",
                   flush=True)
 
-    with open(args.csv, "w", newline="") as f:
+    write_csv(rows, args.csv)
+    project(rows, args)
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    """The rows (dicts with the same keys) as a CSV file with a header."""
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    print(f"\nwrote {args.csv}")
-    project(rows, args)
+    print(f"\nwrote {path}")
 
 
 def project(rows: list[dict], args) -> None:
@@ -172,7 +177,7 @@ def project(rows: list[dict], args) -> None:
     missing = set()
     grid_sizes = {"sgd": 68, "adagrad": 17, "smd": 476, "amari": 119, "almeida": 119}
     for name in args.benchmarks:
-        spec, cfg = bench_spec(name)
+        _, cfg = bench_spec(name)
         steps = N_TRAIN[cfg.dataset] * cfg.epochs
         mnist = cfg.dataset == "mnist"
         methods = ["vsgd_l", "vsgd_b", "vsgd_g", "sgd", "adagrad"] + (["smd", "amari", "almeida"] if mnist else [])

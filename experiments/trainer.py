@@ -81,6 +81,14 @@ def _select(tree: Any, keep: Tensor) -> Any:
     return tree
 
 
+def compiled(fn: Callable) -> Callable:
+    """``torch.compile(fn)``, the project's one way to compile a training step (``compile: auto`` in
+    experiments/run.py decides whether). One graph per (rule, ensemble size, slow-start phase), or per
+    optimizer instance in experiments.torch_members: allow many in one process (a sweep)."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+    return torch.compile(fn)
+
+
 class Step:
     """``step(params, state, hp, x, target) -> state``: one update of every member, in place.
 
@@ -96,11 +104,7 @@ class Step:
         self.model, self.rule = model, rule
         self.need = set(rule.extras)
         self.fused = FusedSGD(model.spec) if rule.scalar_rate is not None and not self.need else None
-        self._generic = _generic_step
-        if compile and self.fused is None:
-            # one graph per (rule, ensemble size, slow-start phase): allow many in one process (a sweep)
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-            self._generic = torch.compile(_generic_step)
+        self._generic = compiled(_generic_step) if compile and self.fused is None else _generic_step
 
     def __call__(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
                  ahead: Callable[[int], Tensor] | None = None):
