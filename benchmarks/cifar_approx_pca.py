@@ -11,15 +11,21 @@ import torch
 
 from experiments.data import load
 
-torch.set_num_threads(1)
-d = load("cifar10_batch1")
-X = d.x_train.double()  # preprocessed: [0,1] scaled, training mean subtracted
-C = X.T @ X / X.shape[0]
-evals, evecs = torch.linalg.eigh(C)
-V = evecs[:, -120:]
-def resid(Z):
-    R = Z - (Z @ V) @ V.T
-    return (0.5 * (R ** 2).sum(1)).mean().item(), (0.5 * (Z ** 2).sum(1)).mean().item()
-a = resid(X[:4000]); b = resid(X[4000:]); t = resid(d.x_test.double())
-print("PCA-120 residual 1/2||r||^2 per image: exact rows 0-3999 %.2f (total %.1f); JPEG rows 4000-9999 %.2f (total %.1f); test (JPEG) %.2f" % (a[0], a[1], b[0], b[1], t[0]))
-print("ratio JPEG/exact residual %.3f" % (b[0] / a[0]))
+
+def main() -> None:
+    torch.set_num_threads(1)
+    d = load("cifar10_batch1")
+    X = d.x_train.double()  # as the trainer sees it: [0, 1] scaled, training mean subtracted
+    _, vecs = torch.linalg.eigh(X.T @ X / X.shape[0])
+    V = vecs[:, -120:]  # the best rank-120 projection
+
+    def residual(Z: torch.Tensor) -> float:
+        return (0.5 * ((Z - Z @ V @ V.T) ** 2).sum(1)).mean().item()
+
+    exact, jpeg, test = residual(X[:4000]), residual(X[4000:]), residual(d.x_test.double())
+    print(f"rank-120 residual 1/2||x - Px||^2 per image: exact rows 0-3999 {exact:.2f}, "
+          f"JPEG rows 4000-9999 {jpeg:.2f} (ratio {jpeg / exact:.3f}), test set (JPEG) {test:.2f}")
+
+
+if __name__ == "__main__":
+    main()
