@@ -427,7 +427,8 @@ def _cost_ylim(mean: np.ndarray, std: np.ndarray) -> tuple[float, float, float]:
     inside = finite & (mean <= cut)
     err = np.nan_to_num(std, nan=0.0)
     lo, hi = float(np.min(mean[inside] - err[inside])), float(np.max(mean[inside] + err[inside]))
-    pad = 0.08 * max(hi - lo, 0.02 * abs(hi) + 1e-9)
+    # one point (or all equal): +-5 % of the value, not +-0.2 % (a 2.16 would get an axis 2.157..2.163)
+    pad = 0.08 * (hi - lo) if hi - lo >= 0.02 * abs(hi) else 0.05 * abs(hi) + 1e-9
     return lo - pad, hi + pad * (3 if (~inside).any() else 1), cut  # room below the edge markers
 
 
