@@ -2,8 +2,8 @@
 
     python -m analysis [--store PATH] [--out results]
 
-Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv and the
-figures (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
+Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv,
+results/wall_time.{md,csv} and the figures (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
 (``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
 the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
 Exit status 1 when some part failed (the others are still written).
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis import fidelity, figures, tables
+from analysis import fidelity, figures, tables, wall_time
 from analysis.common import log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
@@ -63,6 +63,7 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
         t1 = tables.table1(inp)
         tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()} if len(inp.df) else {}
         written += fidelity.write_all(tabs, out)
+        written += wall_time.write_all(inp, out, t1)
     except Exception:  # noqa: BLE001 - a failing part must not cost the others; reported and exit 1
         log.exception("tables failed")
         failed.append("tables")

@@ -386,16 +386,21 @@ def _write(stem: Path, t: pd.DataFrame, md: str, tex: str) -> list[Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
+def cli(write, description: str, argv: list[str] | None = None) -> None:
+    """``python -m analysis.<module> [--store PATH] [--out results]``: ``write(Inputs, out)``, print the files."""
     from experiments import results
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--store", default=None)
     ap.add_argument("--out", default="results")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for p in write_all(Inputs.from_frame(results.load(args.store)), Path(args.out)):
+    for p in write(Inputs.from_frame(results.load(args.store)), Path(args.out)):
         print(p)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli(write_all, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import common, fidelity, tables
+from analysis import common, fidelity, tables, wall_time
 from analysis.__main__ import run as run_analysis
 from experiments import results
 
@@ -215,7 +215,7 @@ def test_figures_and_main_write_every_file(tmp_path, monkeypatch):
         for ext in ("png", "pdf"):
             assert f"{f}.{ext}" in names
             assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 5000
-    assert {"table1.md", "table2.tex", "table3.csv", "fidelity.md"} <= names
+    assert {"table1.md", "table2.tex", "table3.csv", "fidelity.md", "wall_time.md"} <= names
 
 
 def test_empty_store_writes_nothing_and_does_not_fail(tmp_path):
@@ -271,3 +271,42 @@ def test_other_modules_are_called_through_the_documented_entry_points(tmp_path, 
     assert calls["cli"] == ["--store", str(tmp_path / "empty-store"), "--out", str(tmp_path / "out" / "figures")]
     assert tmp_path / "out" / "figures" / "a.png" in written
     assert failed == ["analysis.fake_broken"]  # missing data and an absent module are notes, a bug is a failure
+
+
+# -- wall time ----------------------------------------------------------------------------------
+def test_wall_time_sums_the_records_of_each_cell_and_projects_to_ten_seeds(inp, raw):
+    t23 = wall_time.table23_time(inp)
+    recs = tables.table23_records(inp)
+    assert len(t23) == recs.groupby(["benchmark", "optimizer"]).ngroups
+    for r in t23.itertuples():
+        keys = set(recs[(recs.benchmark == r.benchmark) & (recs.optimizer == r.method)].config_hash)
+        secs = [x["seconds"] for x in raw if x["config_hash"] in keys]
+        assert r.seconds == pytest.approx(sum(secs))
+        assert r.seeds == len(secs)  # one record per seed at the cell's setting
+        assert r.seconds_10_seeds == pytest.approx(sum(secs) / len(secs) * max(len(secs), 10))
+
+
+def test_wall_time_of_the_grids_counts_the_first_two_seeds_and_projects_to_the_grid(inp, raw):
+    t1 = wall_time.table1_time(inp)
+    assert set(zip(t1.benchmark, t1.method)) == {(x["benchmark"], x["optimizer"]) for x in raw
+                                                   if not x["optimizer"].startswith("vsgd")}
+    for r in t1.itertuples():
+        secs = [x["seconds"] for x in raw
+                if (x["benchmark"], x["optimizer"]) == (r.benchmark, r.method) and x["seed"] < 2]
+        assert (r.members, r.seconds) == (len(secs), pytest.approx(sum(secs)))
+        size = common.grid_size(inp.grids[r.method])  # the fixture has SGD's grid file only
+        if size is None:
+            assert math.isnan(r.seconds_full_grid)  # no grid file: nothing to project to
+        else:
+            assert r.seconds_full_grid == pytest.approx(np.mean(secs) * size * 2)
+
+
+def test_wall_time_lists_the_papers_methods_that_were_never_run(inp):
+    t23 = wall_time.table23_time(inp)
+    missing = wall_time.not_run(inp, t23)
+    have = set(zip(t23.benchmark, t23.method))
+    expected = {(b, m) for _s, b, m in inp.paper if (b, m) not in have}
+    assert {(b, m) for b, ms in missing.items() for m in ms} == expected
+    md = wall_time.markdown(t23, wall_time.table1_time(inp), missing)
+    for b in missing:
+        assert b in md.split("Not run at all")[1]

@@ -1,0 +1,149 @@
+"""What the reproduction cost: wall time of every Table 2/3 cell and every Table 1 grid, from the store.
+
+    python -m analysis.wall_time [--store PATH] [--out results]
+
+Each record's ``seconds`` is the wall time of its chunk (the members trained together in lock-step)
+divided by the members in it, so a sum over records is the wall time those records took. Tables 2/3
+use the records `tables.table23_records` selects (the paper's Table 1 setting, or every seed of a
+tuning-free method). A cell with fewer seeds than the paper's 10 is projected to 10 at its measured
+mean per seed; a grid tried in part is projected to its full size x 2 seeds (``common.TUNING_SEEDS``) at
+its measured mean per member. Projections are labelled as such, and methods the paper ran that have no
+record at all are listed, not guessed. Writes ``results/wall_time.{md,csv}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import common, tables
+from analysis.common import label, log
+
+PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
+
+
+def _hours(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def table23_time(inp: tables.Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (benchmark, method) of Tables 2/3: seeds, measured seconds, projection to 10 seeds."""
+    recs = tables.table23_records(inp, t1)
+    rows = []
+    for (bench, method), g in recs.groupby(["benchmark", "optimizer"], sort=False):
+        measured = float(g.seconds.sum())
+        n = int(g.seed.nunique())
+        per_seed = measured / n
+        rows.append({"benchmark": bench, "method": method, "seeds": n, "seconds": measured,
+                     "seconds_per_seed": per_seed,
+                     "seconds_10_seeds": per_seed * max(n, PAPER_SEEDS),
+                     "devices": ", ".join(sorted(set(map(str, g.device)))) if "device" in g else ""})
+    return _ordered(pd.DataFrame(rows))
+
+
+def table1_time(inp: tables.Inputs) -> pd.DataFrame:
+    """One row per (benchmark, tuned method): grid members run, measured seconds, projection to the full grid."""
+    rows = []
+    df = inp.df
+    for (bench, method), g in df.groupby(["benchmark", "optimizer"], sort=False):
+        if not inp.tuned(method):
+            continue
+        g = g[g.seed < common.TUNING_SEEDS]  # the tuning runs: the first 2 seeds of each setting
+        if g.empty:
+            continue
+        size = common.grid_size(inp.grids.get(method))
+        per_member = float(g.seconds.mean())
+        rows.append({"benchmark": bench, "method": method, "settings": int(g.setting.nunique()),
+                     "grid_size": size, "members": len(g), "seconds": float(g.seconds.sum()),
+                     "seconds_full_grid": per_member * size * common.TUNING_SEEDS if size else np.nan})
+    return _ordered(pd.DataFrame(rows))
+
+
+def _ordered(t: pd.DataFrame) -> pd.DataFrame:
+    if t.empty:
+        return t
+    order = {m: i for i, m in enumerate(common.method_order(t.method.unique()))}
+    bench = {b: i for i, b in enumerate(common.BENCHMARKS)}
+    return t.sort_values(["benchmark", "method"], key=lambda s: s.map(bench if s.name == "benchmark" else order),
+                         ignore_index=True)
+
+
+def not_run(inp: tables.Inputs, t23: pd.DataFrame) -> dict[str, list[str]]:
+    """Per benchmark, the paper's Table 2/3 methods with no record in Tables 2/3 (nothing to project from)."""
+    have = set(zip(t23.benchmark, t23.method)) if len(t23) else set()
+    missing: dict[str, list[str]] = {}
+    for _split, bench, method in sorted(inp.paper):  # keys: (split, benchmark, method)
+        if (bench, method) not in have and method not in missing.get(bench, []):
+            missing.setdefault(bench, []).append(method)
+    return {b: common.method_order(missing[b]) for b in common.BENCHMARKS if b in missing}
+
+
+def markdown(t23: pd.DataFrame, t1: pd.DataFrame, missing: dict[str, list[str]]) -> str:
+    lines = ["# Wall time of the reproduction (from the results store)", "",
+             ("Each record's `seconds` is its chunk's wall time divided by the members in the chunk; sums are wall "
+             "time. Where the CPU was shared with other jobs, these are upper bounds. *Projected* columns scale "
+             f"the measured mean per seed (Tables 2/3: to {PAPER_SEEDS} seeds) or per member (Table 1: to the full "
+             f"grid x {common.TUNING_SEEDS} seeds); they are estimates, not measurements."), ""]
+    if len(t23):
+        lines += ["## Tables 2 and 3 (`./reproduce.sh table2`)", "",
+                  "| Benchmark | Method | seeds | measured | per seed | 10 seeds (projected) | device |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in t23.itertuples():
+            proj = _hours(r.seconds_10_seeds) if r.seeds < PAPER_SEEDS else "(measured)"
+            lines.append(f"| {r.benchmark} | {label(r.method)} | {r.seeds} | {_hours(r.seconds)} | "
+                         f"{_hours(r.seconds_per_seed)} | {proj} | {r.devices} |")
+        paper_methods = t23[[m in set(common.PAPER_METHODS) for m in t23.method]]
+        lines += ["", (f"Measured so far (the paper's methods): **{_hours(paper_methods.seconds.sum())}**; "
+                  f"the same cells at {PAPER_SEEDS} seeds (projected): **{_hours(paper_methods.seconds_10_seeds.sum())}**.")]
+        others = t23[[m not in set(common.PAPER_METHODS) for m in t23.method]]
+        if len(others):
+            lines.append(f"Issue 9's columns (vSGD-fd and the PyPI optimizers): {_hours(others.seconds.sum())} measured, "
+                         f"{_hours(others.seconds_10_seeds.sum())} at {PAPER_SEEDS} seeds (projected).")
+        if missing:
+            lines.append("Not run at all, so not in the projection: " + "; ".join(
+                f"{b}: {', '.join(label(m) for m in ms)}" for b, ms in missing.items()) + ".")
+        lines.append("")
+    if len(t1):
+        lines += ["## Table 1: the tuning grids (`./reproduce.sh table1`)", "",
+                  "| Benchmark | Method | settings run / grid | members | measured | full grid x 2 seeds (projected) |",
+                  "|---|---|---|---|---|---|"]
+        for r in t1.itertuples():
+            size = "?" if pd.isna(r.grid_size) else int(r.grid_size)
+            lines.append(f"| {r.benchmark} | {label(r.method)} | {r.settings} / {size} | {r.members} | "
+                         f"{_hours(r.seconds)} | {_hours(r.seconds_full_grid)} |")
+        lines += ["", (f"Measured: **{_hours(t1.seconds.sum())}**; the grids above in full (projected): "
+                  f"**{_hours(np.nansum(t1.seconds_full_grid))}**. The records at the paper's setting count in "
+                  "both tables (its first 2 seeds are tuning runs too). A grid run in full trains more members per "
+                  "chunk than the Table 2 runs a partial grid is projected from, so the projection errs high."), ""]
+    return "\n".join(lines)
+
+
+def write_all(inp: tables.Inputs, out: Path, t1: pd.DataFrame | None = None) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if inp.df.empty or "seconds" not in inp.df:
+        log.warning("no records with wall times: results/wall_time.* not written")
+        return []
+    t23 = table23_time(inp, t1)
+    grids = table1_time(inp)
+    both = pd.concat([t23.assign(table="2-3"), grids.assign(table="1")], ignore_index=True)
+    paths = [out / "wall_time.csv", out / "wall_time.md"]
+    both.to_csv(paths[0], index=False)
+    paths[1].write_text(markdown(t23, grids, not_run(inp, t23)))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    tables.cli(write_all, __doc__.splitlines()[0], argv)
+
+
+if __name__ == "__main__":
+    main()
