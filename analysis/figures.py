@@ -68,13 +68,24 @@ def style(method: str) -> dict:
     return {"color": OTHER[hash(method) % len(OTHER)], "marker": "X"}
 
 
-def _log_axis(axis, subs: tuple = (1, 2, 5)) -> None:
+def _log_axis(axis, subs: tuple = (1, 2, 5), numticks: int = 12) -> None:
     """Log scale with plain-number labels at 1, 2, 5 x 10^k (no overlapping 10^x minor labels)."""
     from matplotlib import ticker
 
-    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=12))
-    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=numticks))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}".replace("e-0", "e-").replace("e+0", "e")))
     axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _eta_axis(axis, values) -> None:
+    """An eta0 axis: 1 and 3 x 10^k over a narrow range; over a whole grid (1e-7 .. 10), at most 5 decades
+    labelled, so that the labels never overlap."""
+    v = np.asarray([x for x in values if np.isfinite(x) and x > 0])
+    span = np.log10(v.max() / v.min()) if len(v) else 0.0
+    if span <= 2:
+        _log_axis(axis, subs=(1, 3))
+    else:
+        _log_axis(axis, subs=(1,), numticks=5)
 
 
 def _width(ncols: int) -> float:
@@ -344,7 +355,7 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
                                                                   edgecolor="gray"))
             handles.setdefault("diverged (top edge)", ax.scatter([], [], s=26, marker="x", color="gray"))
             ax.set_xscale("log")
-            _log_axis(ax.xaxis, subs=(1, 3))
+            _eta_axis(ax.xaxis, tuned.eta0)
             ax.set_xlabel("η0")
             ax.set_ylabel(f"{split} {unit(bench)}")
             ax.set_title(bench_title(inp, bench))
