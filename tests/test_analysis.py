@@ -67,6 +67,27 @@ def test_table1_best_is_lowest_mean_test_error_over_first_two_seeds(inp, raw):
         assert row.n_seeds == 2
 
 
+def test_table1_rank_of_the_papers_setting(inp, raw):
+    scores = defaultdict(list)
+    for r in raw:
+        scores[(r["benchmark"], r["optimizer"], tuple(sorted(r["hp"].items())))].append((r["seed"], r["test_error"]))
+    paper = {(r["benchmark"], r["method"]): float(r["eta0"]) for r in paper_rows()}
+    t1 = tables.table1(inp)
+    checked = 0
+    for _, row in t1.iterrows():
+        mine = {hp: np.mean([e for _, e in sorted(runs)[:2]]) for (b, m, hp), runs in scores.items()
+                if (b, m) == (row.benchmark, row.method)}
+        at_paper = [v for hp, v in mine.items() if dict(hp)["eta0"] == pytest.approx(paper[(row.benchmark, row.method)])
+                    and (row.method != "sgd" or dict(hp)["gamma"] == pytest.approx(row.paper_gamma))]
+        if len(at_paper) != 1:
+            assert np.isnan(row.paper_setting_rank)
+            continue
+        assert row.paper_setting_rank == 1 + sum(v < at_paper[0] for v in mine.values())
+        checked += 1
+    assert checked >= 2
+    assert " (rank " in tables.table1_markdown(t1)
+
+
 def test_edge_flags_on_a_grid():
     grid = {"eta0": [0.01, 0.03, 0.1], "gamma": [0.0, 0.5, 1.0], "tau": [10.0]}
     assert tables.edge_flags((("eta0", 0.1), ("gamma", 0.5)), grid) == ["eta0 high"]
