@@ -14,17 +14,17 @@ usage() {
   cat <<'EOF'
 Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=cuda seeds=2]
 
-Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23 or projected from
-benchmarks/throughput.py; device=cuda runs the same code, not measured here):
+Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected in
+results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs the same code, not measured here):
   quick      M0 and C0 with every method, 2 seeds, and the noisy quadratic; then the analysis
              (the README's first command)                          measured: 5 min (+ about 3 min setup)
-  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~230 h
-  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~13 h
+  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~270 h
+  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~16 h
   table3     same runs as table2 (final test error instead of train)                     (= table2)
   fig2       the non-stationary quadratic of Fig. 2                                      measured: 15 s
   suite_1d   the 1-D test-function suite                                                 measured: 1 min
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
-  all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~250 h
+  all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~290 h
   setup      create .venv with the pinned torch and the project (python3 -m venv)        measured: ~4 min
   test       the test suite (pytest; creates .venv first when missing); extra args go to pytest
 
@@ -34,7 +34,7 @@ Environment:
   STORE=path    results store (default: the runner's, <project>/store)
   OUT=path      where tables and figures go (default: results)
 
-Outputs: results/table{1,2,3}.{md,tex,csv}, results/fidelity.md, results/figures/*.{png,pdf}.
+Outputs: results/table{1,2,3}.{md,tex,csv}, results/fidelity.md, results/wall_time.md, results/figures/*.{png,pdf}.
 A run that is interrupted loses nothing: run the same command again and it resumes.
 EOF
 }
