@@ -53,11 +53,15 @@ class Inputs:
 
 
 # -- Table 1 ------------------------------------------------------------------------------------
+def tuning_records(recs: pd.DataFrame, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame:
+    """The tuning runs: each setting's first ``tuning_seeds`` seeds (the paper: "averaged over 2 runs")."""
+    return recs.sort_values("seed").groupby("setting", sort=False).head(tuning_seeds)
+
+
 def setting_scores(recs: pd.DataFrame, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame:
     """Per setting: mean / std of the final test error over its first ``tuning_seeds`` seeds."""
     rows = []
-    for key, g in recs.groupby("setting", sort=False):
-        g = g.sort_values("seed").head(tuning_seeds)
+    for key, g in tuning_records(recs, tuning_seeds).groupby("setting", sort=False):
         err = g.test_error.to_numpy(float)
         rows.append({"setting": key, "mean": float(np.mean(err)), "std": _std(err), "n_seeds": len(err),
                      "train_mean": float(np.mean(g.train_error.to_numpy(float))),

@@ -56,9 +56,7 @@ def table1_time(inp: tables.Inputs) -> pd.DataFrame:
     for (bench, method), g in df.groupby(["benchmark", "optimizer"], sort=False):
         if not inp.tuned(method):
             continue
-        g = g[g.seed < common.TUNING_SEEDS]  # the tuning runs: the first 2 seeds of each setting
-        if g.empty:
-            continue
+        g = tables.tuning_records(g)  # the tuning runs: the first 2 seeds of each setting, as Table 1 scores them
         size = common.grid_size(inp.grids.get(method))
         per_member = float(g.seconds.mean())
         rows.append({"benchmark": bench, "method": method, "settings": int(g.setting.nunique()),

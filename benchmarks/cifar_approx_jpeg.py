@@ -22,11 +22,11 @@ import time
 
 import numpy as np
 import torch
+from cifar_approx_pca import best_projection, residual  # sibling script (run from benchmarks/ or by path)
 from torchvision.io import decode_jpeg, encode_jpeg
 
 from experiments.data import Dataset, _preprocess, find_cifar_folder, read_cifar_batch, resolve_root
-from experiments.mlp import MLPSpec
-from experiments.run import group_config, hyperparams_of, table1_setting, trainer_for
+from experiments.run import group_config, hyperparams_of, spec_of, table1_setting, trainer_for
 from experiments.trainer import Member
 
 EXACT_ROWS = 4000
@@ -50,13 +50,6 @@ def calibrate(x: np.ndarray) -> tuple[int, float]:
     return best
 
 
-def rank120_residual(xtr: torch.Tensor) -> float:
-    X = xtr.double()
-    _, vecs = torch.linalg.eigh(X.T @ X / X.shape[0])
-    V = vecs[:, -120:]
-    return (0.5 * ((X - X @ V @ V.T) ** 2).sum(1)).mean().item()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=2)
@@ -77,12 +70,12 @@ def main() -> None:
         xtr, xte = _preprocess(x, x_test)
         sets[name] = Dataset(f"c0-{name}", xtr, torch.from_numpy(y_train[:EXACT_ROWS]), xte,
                              torch.from_numpy(y_test), name, False, ())
-    res = {k: rank120_residual(d.x_train) for k, d in sets.items()}
+    res = {k: residual(d.x_train, best_projection(d.x_train)) for k, d in sets.items()}
     print(f"rank-120 residual per image (CR's stand-in): exact {res['exact']:.2f}, same images re-encoded "
           f"{res['JPEG']:.2f} (ratio {res['JPEG'] / res['exact']:.3f})")
 
     bench = group_config("benchmark", "c0")
-    spec = MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
+    spec = spec_of(bench)
     print(f"\nC0 on {EXACT_ROWS} training images, 6 epochs, seeds 0-{args.seeds - 1}: final error (%), mean ± std over seeds")
     print("(same seed = same initialisation and sample order on both sets: the last line per rule pairs them)")
     print(f"{'rule':8s} {'training set':12s} {'train':>13s} {'test':>13s} {'seconds':>8s}")

@@ -12,17 +12,26 @@ import torch
 from experiments.data import load
 
 
+def best_projection(X: torch.Tensor, rank: int = 120) -> torch.Tensor:
+    """[D, rank] orthonormal basis of the best rank-`rank` projection of the rows of X (PCA, no centring:
+    X is already mean-subtracted as the trainer sees it)."""
+    X = X.double()
+    _, vecs = torch.linalg.eigh(X.T @ X / X.shape[0])
+    return vecs[:, -rank:]
+
+
+def residual(Z: torch.Tensor, V: torch.Tensor) -> float:
+    """Mean over rows of 1/2 ||z - V V^T z||^2 (CR's loss, for the linear stand-in of its autoencoder)."""
+    Z = Z.double()
+    return (0.5 * ((Z - Z @ V @ V.T) ** 2).sum(1)).mean().item()
+
+
 def main() -> None:
     torch.set_num_threads(1)
     d = load("cifar10_batch1")
-    X = d.x_train.double()  # as the trainer sees it: [0, 1] scaled, training mean subtracted
-    _, vecs = torch.linalg.eigh(X.T @ X / X.shape[0])
-    V = vecs[:, -120:]  # the best rank-120 projection
-
-    def residual(Z: torch.Tensor) -> float:
-        return (0.5 * ((Z - Z @ V @ V.T) ** 2).sum(1)).mean().item()
-
-    exact, jpeg, test = residual(X[:4000]), residual(X[4000:]), residual(d.x_test.double())
+    X = d.x_train  # as the trainer sees it: [0, 1] scaled, training mean subtracted
+    V = best_projection(X)
+    exact, jpeg, test = residual(X[:4000], V), residual(X[4000:], V), residual(d.x_test, V)
     print(f"rank-120 residual 1/2||x - Px||^2 per image: exact rows 0-3999 {exact:.2f}, "
           f"JPEG rows 4000-9999 {jpeg:.2f} (ratio {jpeg / exact:.3f}), test set (JPEG) {test:.2f}")
 

@@ -23,6 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from experiments.mlp import EnsembleMLP, MLPSpec, glorot_init
+from experiments.run import spec_of
 from experiments.trainer import make_step
 from vsgd.core import get_rule
 
@@ -32,7 +33,7 @@ N_TRAIN = {"mnist": 60_000, "cifar10_batch1": 10_000}
 
 def bench_spec(name: str) -> tuple[MLPSpec, dict]:
     cfg = OmegaConf.load(ROOT / "conf" / "benchmark" / f"{name}.yaml")
-    return MLPSpec(tuple(cfg.layers), cfg.loss, float(cfg.l2), bool(cfg.l2_biases)), cfg
+    return spec_of(cfg), cfg
 
 
 def fake_batch(spec: MLPSpec, n: int, seed: int = 0):

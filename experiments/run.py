@@ -219,11 +219,16 @@ def compile_step(cfg: DictConfig) -> bool:
 
 
 # -- one job ------------------------------------------------------------------------------------
+def spec_of(bench: DictConfig) -> MLPSpec:
+    """The network of a ``conf/benchmark/<name>.yaml`` config (raises ValueError on a bad one)."""
+    return MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
+
+
 def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     """Train the job's members missing from the store; return the config hashes of all its members."""
     bench = job.bench
     try:
-        spec = MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
+        spec = spec_of(bench)
     except ValueError as exc:
         raise UserError(f"benchmark {bench.name}: {exc}") from None
     trainer = trainer_for(job.opt.name, spec, compile=compile_step(cfg))
