@@ -110,15 +110,21 @@ def draw_summary(res: unit_suite.SuiteResult, path: Path) -> Path:
 
 
 def draw_all(store: Path | None, out: Path) -> list[Path]:
-    """All unit-suite figures from ``<store>/synthetic/unit_suite.npz`` (``python -m analysis`` calls this)."""
+    """All unit-suite figures from ``<store>/synthetic/unit_suite.npz`` (``python -m analysis`` calls this),
+    and its tables (``unit_suite_summary.{md,csv}``, per case, per prototype) beside the figures folder ``out``
+    (``results/`` when ``out`` is ``results/figures``)."""
     from experiments.results import DEFAULT_STORE
 
     npz = Path(store or DEFAULT_STORE) / "synthetic" / "unit_suite.npz"
-    return draw_npz(npz, out)
+    res = unit_suite.load(npz)
+    return draw_result(res, out) + list(unit_suite.write_tables(res, Path(out).parent).values())
 
 
 def draw_npz(npz: Path, out: Path) -> list[Path]:
-    res = unit_suite.load(npz)
+    return draw_result(unit_suite.load(npz), out)
+
+
+def draw_result(res: unit_suite.SuiteResult, out: Path) -> list[Path]:
     out = Path(out)
     paths = []
     for noise in unit_suite.NOISES:

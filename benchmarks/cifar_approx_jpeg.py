@@ -25,7 +25,7 @@ import torch
 from cifar_approx_pca import best_projection, residual  # sibling script (run from benchmarks/ or by path)
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from experiments.data import Dataset, _preprocess, find_cifar_folder, read_cifar_batch, resolve_root
+from experiments.data import Dataset, find_cifar_folder, preprocess, read_cifar_batch, resolve_root
 from experiments.run import group_config, hyperparams_of, spec_of, table1_setting, trainer_for
 from experiments.trainer import Member
 
@@ -67,7 +67,7 @@ def main() -> None:
 
     sets = {}
     for name, x in (("exact", exact), ("JPEG", jpeg)):
-        xtr, xte = _preprocess(x, x_test)
+        xtr, xte = preprocess(x, x_test)
         sets[name] = Dataset(f"c0-{name}", xtr, torch.from_numpy(y_train[:EXACT_ROWS]), xte,
                              torch.from_numpy(y_test), name, False, ())
     res = {k: residual(d.x_train, best_projection(d.x_train)) for k, d in sets.items()}

@@ -91,7 +91,7 @@ def resolve_root(root: str | Path | None) -> Path:
     return Path(root).expanduser().resolve() if root else default_root()
 
 
-def _preprocess(x_train: np.ndarray, x_test: np.ndarray) -> tuple[Tensor, Tensor]:
+def preprocess(x_train: np.ndarray, x_test: np.ndarray) -> tuple[Tensor, Tensor]:
     """Scale uint8 pixels to [0, 1], then subtract the training mean of each input dimension."""
     xtr = torch.from_numpy(x_train.astype(np.float64) / 255.0)
     xte = torch.from_numpy(x_test.astype(np.float64) / 255.0)
@@ -137,7 +137,7 @@ def load_mnist(root: str | Path | None = None) -> Dataset:
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"MNIST files in {raw} disagree in length (images vs labels): replace them with the originals.")
     md5, original, files = _identify([raw / f for f in MNIST_FILES])
-    xtr, xte = _preprocess(x_train, x_test)
+    xtr, xte = preprocess(x_train, x_test)
     return Dataset("mnist", xtr, torch.from_numpy(y_train.astype(np.int64)), xte,
                    torch.from_numpy(y_test.astype(np.int64)), md5, original, files)
 
@@ -208,7 +208,7 @@ def load_cifar_batch1(root: str | Path | None = None) -> Dataset:
             f"data_md5={md5} and marked as computed on a non-original copy.",
             stacklevel=2,
         )
-    xtr, xte = _preprocess(x_train, x_test)
+    xtr, xte = preprocess(x_train, x_test)
     return Dataset("cifar10_batch1", xtr, torch.from_numpy(y_train), xte, torch.from_numpy(y_test), md5, original, files)
 
 

@@ -504,14 +504,23 @@ def save(res: SuiteResult, folder: Path, name: str = "unit_suite", **summary_kw)
     case_cols = {f"case_{k}": np.array([asdict(c)[k] for c in res.cases]) for k in asdict(res.cases[0])}
     np.savez_compressed(npz, gain=res.gain, optimizers=np.array(res.optimizers), kinds=np.array(res.kinds),
                         checkpoints=np.array(res.checkpoints), seconds=np.array(res.seconds), **case_cols)
+    return {"npz": npz, **write_tables(res, folder, name, **summary_kw)}
+
+
+def write_tables(res: SuiteResult, folder: Path, name: str = "unit_suite", **summary_kw) -> dict[str, Path]:
+    """The summary (``<name>_summary.{csv,md}``), per-case and per-prototype tables of ``res`` in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     table = summary(res, **summary_kw)
     csv = folder / f"{name}_summary.csv"
     table.to_csv(csv, index=False)
     md = folder / f"{name}_summary.md"
     md.write_text(markdown(table))
-    case_outcomes(res, **summary_kw).to_csv(folder / f"{name}_cases.csv", index=False)
-    by_prototype(res, **summary_kw).to_csv(folder / f"{name}_by_prototype.csv", index=False)
-    return {"npz": npz, "csv": csv, "md": md}
+    cases = folder / f"{name}_cases.csv"
+    case_outcomes(res, **summary_kw).to_csv(cases, index=False)
+    protos = folder / f"{name}_by_prototype.csv"
+    by_prototype(res, **summary_kw).to_csv(protos, index=False)
+    return {"csv": csv, "md": md, "cases": cases, "by_prototype": protos}
 
 
 def load(path: Path) -> SuiteResult:

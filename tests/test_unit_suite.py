@@ -92,6 +92,13 @@ def test_suite_summary_and_figures(tmp_path):
     assert paths["md"].read_text().startswith("| optimizer |")
     for p in unit_suite_figures.draw_npz(paths["npz"], tmp_path / "fig"):
         assert p.stat().st_size > 1000
+    # python -m analysis: figures into <out>/figures, the tables beside them in <out>, as the suite saved them
+    us.save(res, tmp_path / "store" / "synthetic")
+    written = unit_suite_figures.draw_all(tmp_path / "store", tmp_path / "results" / "figures")
+    tables = {p.name for p in written if p.parent == tmp_path / "results"}
+    assert tables == {"unit_suite_summary.md", "unit_suite_summary.csv", "unit_suite_cases.csv",
+                      "unit_suite_by_prototype.csv"}
+    assert (tmp_path / "results" / "unit_suite_summary.md").read_text() == paths["md"].read_text()
 
 
 def test_unknown_optimizer_is_a_clear_error():
