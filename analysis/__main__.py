@@ -38,8 +38,10 @@ def call_external(mod, store: Path, out: Path) -> list[Path] | None:
     if n_params >= 2:
         return main(store, out)
     if n_params == 1:
+        before = {p: p.stat().st_mtime_ns for p in Path(out).glob("*.png")}
         main(["--store", str(store), "--out", str(out)])
-        return sorted(Path(out).glob("*.png"))  # a CLI main returns nothing; report what the folder holds
+        # a CLI main returns nothing: report the figures it wrote (not those other modules wrote before it)
+        return sorted(p for p in Path(out).glob("*.png") if before.get(p) != p.stat().st_mtime_ns)
     raise TypeError(f"{mod.__name__}.main takes no arguments: give it draw_all(store, out) (docs/analysis.md)")
 
 
@@ -102,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="[analysis] %(message)s")
     written, failed = run(args.store, args.out)
-    tables_ = sorted(p for p in written if p.parent == args.out)
-    figs = sorted(p for p in written if p.suffix == ".png")
+    written = sorted(set(written))
+    tables_ = [p for p in written if p.parent == args.out]
+    figs = [p for p in written if p.suffix == ".png"]
     n_pdf = sum(p.suffix == ".pdf" for p in written)
     print(f"\nTables and summaries ({len(tables_)} files) in {args.out}/:")
     for p in tables_:
