@@ -17,7 +17,7 @@ Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=c
 Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected in
 results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs the same code, not measured here):
   quick      M0 and C0 with every method, 2 seeds, and the noisy quadratic; then the analysis
-             (the README's first command)                          measured: 5 min (+ about 3 min setup)
+             (the README's first command)      measured 2026-11-24: 2.5 min (+ about 3 min setup)
   table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~270 h
   table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~16 h
   table3     same runs as table2 (final test error instead of train)                     (= table2)
@@ -34,7 +34,8 @@ Environment:
   STORE=path    results store (default: the runner's, <project>/store)
   OUT=path      where tables and figures go (default: results)
 
-Outputs: results/table{1,2,3}.{md,tex,csv}, results/fidelity.md, results/wall_time.md, results/figures/*.{png,pdf}.
+Outputs: results/table{1,2,3}.{md,tex,csv}, results/fidelity.md, results/wall_time.md, results/figures/*.{png,pdf},
+and results/unit_suite_summary.md when the unit-test suite has run (python -m experiments.run experiment=unit_suite).
 A run that is interrupted loses nothing: run the same command again and it resumes.
 EOF
 }

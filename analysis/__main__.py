@@ -104,9 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="[analysis] %(message)s")
     written, failed = run(args.store, args.out)
-    written = sorted(set(written))
-    tables_ = [p for p in written if p.parent == args.out]
-    figs = [p for p in written if p.suffix == ".png"]
+    tables_ = sorted(p for p in written if p.parent == args.out)
+    figs = sorted(p for p in written if p.suffix == ".png")
     n_pdf = sum(p.suffix == ".pdf" for p in written)
     print(f"\nTables and summaries ({len(tables_)} files) in {args.out}/:")
     for p in tables_:
