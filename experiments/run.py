@@ -186,7 +186,7 @@ def trainer_for(name: str, spec: MLPSpec, *, compile: bool = False) -> Trainer:
     from experiments import torch_members
 
     if name in torch_members.REGISTRY:
-        def train_torch(members, data, *, progress=None, **kw):
+        def train_torch(members, data, **kw):
             return torch_members.train_torch_members(spec, name, members, data, compile=compile, **kw)
 
         return Trainer(name, train_torch, lambda s: torch_members.check_hp(name, s), False, False)

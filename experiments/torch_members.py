@@ -301,6 +301,7 @@ def train_torch_members(
     per_member: bool | None = None,
     fast: bool = True,
     compile: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> list[MemberResult]:
     """Train ``members`` with a PyPI optimizer; one :class:`MemberResult` per member (input order).
 
@@ -309,7 +310,8 @@ def train_torch_members(
     ``CHECK_EVERY`` steps, as in the trainer) and is not stepped again. ``per_member`` as in
     :func:`make_optimizers` (None: the registry's choice). ``fast``: the flat layout, in-place gradients
     and kernel options of the module docstring (False: the plain path, for comparison); ``compile``:
-    also compile the gradient write and the steps marked ``compile_step`` (ignored without ``fast``).
+    also compile the gradient write and the steps marked ``compile_step`` (ignored without ``fast``);
+    ``progress(n)``: called with the member-updates done, as in :func:`experiments.trainer.lockstep`.
     """
     opt_info = get_optimizer(optimizer_name)
     K = len(members)
@@ -337,4 +339,4 @@ def train_torch_members(
 
     # diverged members keep their rows (their optimizers are not stepped again): no drop
     return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse",
-                    step=step, finite=lambda: all_finite(params), evaluate=evaluate)
+                    step=step, finite=lambda: all_finite(params), evaluate=evaluate, progress=progress)

@@ -6,7 +6,8 @@
 * a member's results do not depend on which other members share its ensemble;
 * the fast path (flat layout, in-place gradients, kernel options, compiled steps) equals the plain path
   to float rounding;
-* bad hyper-parameter names raise one clear ValueError.
+* bad hyper-parameter names raise one clear ValueError;
+* the runner's progress bar hears from these trainers too (it stood at 0 % for whole jobs before).
 """
 
 from __future__ import annotations
@@ -129,6 +130,16 @@ def test_members_with_different_settings_get_their_own_instances():
     assert [o.param_groups[0]["lr"] for _, o in groups] == [1e-3, 1e-2, 1e-3]
     per_member = make_optimizers("dog", params, [{}] * 4)
     assert [idx for idx, _ in per_member] == [[0], [1], [2], [3]]
+
+
+@pytest.mark.parametrize("name", ["adam", "dog"])  # a stacked and a per-member one
+def test_progress_is_reported_through_the_runner(name):
+    from experiments.run import trainer_for
+
+    calls: list[int] = []
+    members = [Member(0), Member(1)]
+    trainer_for(name, SPEC).train(members, toy_data(), epochs=32, device="cpu", dtype=DT, progress=calls.append)
+    assert calls == [1000 * len(members)] * 2  # 2048 steps: a report every 1000, of the member-updates done
 
 
 def test_unknown_hyperparameter_is_a_clear_error():
