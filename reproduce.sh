@@ -23,6 +23,9 @@ results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs
   table3     same runs as table2 (final test error instead of train)                     (= table2)
   fig2       the non-stationary quadratic of Fig. 2                                      measured: 15 s
   suite_1d   the 1-D test-function suite                                                 measured: 1 min
+  beyond     Tables 2+/3+ (issue 9): table2's runs, vSGD-fd and eight PyPI tuning-free
+             optimizers at their defaults, 10 seeds (table2's 16 h included)             projected: ~50 h
+  unit_suite the unit-test suite for stochastic optimization, every optimizer (issue 9)  measured: 10 min
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
   all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~290 h
   setup      create .venv with the pinned torch and the project (python3 -m venv)        measured: ~4 min
@@ -92,8 +95,8 @@ case "$target" in
     "$PY" -c "import vsgd, hydra, pytest" 2>/dev/null || { setup; PY=.venv/bin/python; }
     echo "[reproduce] $PY -m pytest $*"
     WANDB_MODE=disabled exec "$PY" -m pytest "$@" ;;
-  quick|table1|table2|table3|fig2|suite_1d|figures|all) ;;
-  *) echo "error: unknown target '$target'. Targets: quick table1 table2 table3 fig2 suite_1d figures all setup test" \
+  quick|table1|table2|table3|fig2|suite_1d|beyond|unit_suite|figures|all) ;;
+  *) echo "error: unknown target '$target'. Targets: quick table1 table2 table3 fig2 suite_1d beyond unit_suite figures all setup test" \
           "(see ./reproduce.sh --help)." >&2; exit 2 ;;
 esac
 
@@ -101,7 +104,8 @@ PY="$(find_python)"
 start=$SECONDS
 case "$target" in
   quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;
-  table1|table2|table3|suite_1d) run_experiment "$target" "$@" ;;
+  table1|table2|table3|suite_1d|unit_suite) run_experiment "$target" "$@" ;;
+  beyond) run_experiment beyond_tables "$@" ;;
   fig2) run_experiment fig2_nonstationary "$@" ;;
   figures) ;;
   all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done ;;

@@ -151,7 +151,7 @@ def setting_key(df: pd.DataFrame) -> pd.Series:
     """One hashable key per row naming its hyper-parameter setting (NaN-safe, float noise removed)."""
     cols = hp_columns(df)
     if not cols:
-        return pd.Series(["()"] * len(df), index=df.index)
+        return pd.Series([()] * len(df), index=df.index, dtype=object)  # every row: the empty setting
     vals = df[cols].astype(float)
     return vals.apply(lambda r: tuple((c[3:], float(f"{v:.10g}")) for c, v in r.items() if pd.notna(v)), axis=1)
 

@@ -251,7 +251,7 @@ def test_reproduce_sh_help_and_unknown_target():
     script = Path(__file__).resolve().parent.parent / "reproduce.sh"
     ok = subprocess.run(["bash", str(script), "--help"], check=False, capture_output=True, text=True)
     assert ok.returncode == 0
-    for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "all"):
+    for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "beyond", "unit_suite", "all"):
         assert f"  {target} " in ok.stdout
     bad = subprocess.run(["bash", str(script), "no-such-target"], check=False, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown target 'no-such-target'" in bad.stderr
@@ -335,3 +335,21 @@ def test_wall_time_lists_the_papers_methods_that_were_never_run(inp):
     md = wall_time.markdown(t23, wall_time.table1_time(inp), missing)
     for b in missing:
         assert b in md.split("Not run at all")[1]
+
+
+def test_store_of_only_hyperparameter_free_records(tmp_path):
+    """A store whose records all have hp = {} (e.g. `./reproduce.sh beyond optimizers=[adam]`) has no hp_
+    columns at all; every row's setting is then the empty setting, and the tables and figures still draw."""
+    store = tmp_path / "store"
+    template = json.loads(next(STORE.glob("M0/*/*.json")).read_text())
+    for seed in range(3):
+        results.write_record(store, {**template, "optimizer": "adam", "hp": {}, "seed": seed,
+                                     "config_hash": f"adam-{seed}", "test_error": 8.0 + 0.1 * seed})
+    df = common.prepare(results.load(store))
+    assert df.setting.tolist() == [(), (), ()]
+    assert common.setting_text(df.setting.iloc[0]) == "(defaults)"
+    written, failed = run_analysis(store, tmp_path / "out")
+    assert failed == []
+    row = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method").loc["adam"]
+    assert (row.n_seeds, row.setting, row.n_settings) == (3, "(defaults)", 1)
+    assert math.isclose(row["mean"], 8.1) and row.best
