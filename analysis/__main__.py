@@ -2,6 +2,7 @@
 
     python -m analysis [--store PATH] [--out results]
 
+Reads the store after syncing it with the committed records (results/records, for the default store).
 Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv,
 results/wall_time.{md,csv} and the figures (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
 (``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
@@ -54,6 +55,9 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
     written: list[Path] = []
     failed: list[str] = []
     t0 = time.perf_counter()
+    if store == results.DEFAULT_STORE:  # a fresh clone: restore the committed records (experiments/results.py)
+        added, restored = results.sync(store, results.DEFAULT_RECORDS)
+        log.info("records: %d members restored from %s, %d added to it", restored, results.DEFAULT_RECORDS, added)
     if not store.is_dir():
         log.warning("no results store at %s: only figures from other modules (if any) can be drawn", store)
     df = results.load(store, with_curves=True) if store.is_dir() else results.load(store / "-none-")

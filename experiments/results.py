@@ -10,6 +10,15 @@ corrupt, records are diff-able and rsync-able between machines, and the count (t
 The key, ``config_hash``, is a hash of the member's resolved config: benchmark (name, layers, loss,
 L2, epochs), optimizer name, hyper-parameters, seed, data md5 and ``RESULTS_VERSION`` (bumped when a
 change alters numbers, so older records are not silently mixed in).
+
+The store is a working folder and is not in git; a checkout on another machine (or a new session's
+clone) does not have it. What is committed is ``results/records/<benchmark>/<optimizer>.jsonl``: the
+same records, one JSON line each (curves included), sorted by ``config_hash``. :func:`sync` makes
+the store and the records hold the same members (their union); the runner calls it when it starts
+and after every chunk, and ``python -m analysis`` when it starts, both only for the project's own
+store (a ``store=PATH`` of a test or a cluster job is synced by hand with ``python -m
+experiments.results --store PATH``). So a clone restores every committed member into its store
+before it trains or analyses, and ``git add results/records`` is all it takes to keep a run.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from experiments.data import PROJECT_ROOT
 
 RESULTS_VERSION = 1
 DEFAULT_STORE = PROJECT_ROOT / "store"
+DEFAULT_RECORDS = PROJECT_ROOT / "results" / "records"
 
 # Columns of load(): documented here, relied on by analysis/.
 COLUMNS = {
@@ -158,3 +168,85 @@ def load(store: Path | str | None = None, *, with_curves: bool = False) -> pd.Da
         if c not in df:
             df[c] = pd.NA
     return df
+
+
+# -- the committed copy: results/records/<benchmark>/<optimizer>.jsonl -----------------------------
+def records_file(records: Path, benchmark: str, optimizer: str) -> Path:
+    return Path(records) / benchmark / f"{optimizer}.jsonl"
+
+
+def _read_lines(path: Path) -> dict[str, str]:
+    """config_hash -> JSON line of a records file; damaged lines are skipped (the store may still have them)."""
+    out: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                out[json.loads(line)["config_hash"]] = line
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return out
+
+
+def sync(store: Path | str, records: Path | str, *, only: tuple[str, str] | None = None) -> tuple[int, int]:
+    """Give the store and the committed records the same members (their union); return (added to the
+    records, restored into the store). ``only=(benchmark, optimizer)`` limits it to one pair (the runner,
+    after each chunk). Both folders carry a RESULTS_VERSION stamp; a mismatch raises StoreVersionError.
+
+    A records file is rewritten whole (sorted, atomic rename), so two processes syncing the same pair at
+    once can drop each other's additions from the file, never from their stores: the next sync adds them.
+    """
+    store, records = Path(store), Path(records)
+    check_store(store)
+    check_store(records)
+    if only is not None:
+        pairs = {only}
+    else:
+        pairs = {(p.parts[-2], p.parts[-1]) for p in store.glob("*/*") if p.is_dir() and p.parts[-2] != "failed"}
+        pairs |= {(p.parent.name, p.stem) for p in records.glob("*/*.jsonl")}
+    added = restored = 0
+    for bench, opt in sorted(pairs):
+        path = records_file(records, bench, opt)
+        lines = _read_lines(path)
+        in_store = {p.stem: p for p in (store / bench / opt).glob("*.json") if not p.name.startswith(".tmp-")}
+        for chash, line in lines.items():
+            if chash not in in_store:
+                write_record(store, json.loads(line))
+                restored += 1
+        new = {}
+        for chash, p in in_store.items():
+            if chash in lines:
+                continue
+            try:
+                new[chash] = json.dumps(json.loads(p.read_text()), sort_keys=True, separators=(",", ":"))
+            except (OSError, json.JSONDecodeError):
+                continue  # a damaged store file is not archived
+        if new:
+            lines.update(new)
+            added += len(new)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jsonl")
+            with os.fdopen(fd, "w") as f:
+                f.writelines(lines[h] + "\n" for h in sorted(lines))
+            os.chmod(tmp, 0o644)  # a committed file, readable like the rest of the checkout
+            os.replace(tmp, path)
+    return added, restored
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.results", description=sync.__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="results store (default: <project>/store)")
+    ap.add_argument("--records", type=Path, default=DEFAULT_RECORDS, help="default: <project>/results/records")
+    args = ap.parse_args(argv)
+    try:
+        added, restored = sync(args.store, args.records)
+    except StoreVersionError as exc:
+        print(f"error: {exc}")
+        return 2
+    print(f"{added} members added to {args.records}, {restored} restored into {args.store}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -252,6 +252,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     except DataError as exc:
         raise UserError(str(exc)) from None
     store = store_path(cfg)
+    records = records_path(cfg)
 
     def key(m: Member) -> dict[str, Any]:
         return {"benchmark": bench.name, "layers": list(bench.layers), "loss": bench.loss, "l2": float(bench.l2),
@@ -324,6 +325,8 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
             results.write_record(store, rec)
             if logger is not None:
                 logger.log_member(rec)
+        if records is not None:
+            results.sync(store, records, only=(bench.name, name))  # git add results/records keeps them
         elapsed = time.perf_counter() - t0
         rate = steps * len(part) / max(elapsed, 1e-9)
         left = steps * (len(todo) - (c + 1) * chunk)
@@ -348,6 +351,17 @@ def device_name(device: torch.device) -> str:
 
 def store_path(cfg: DictConfig) -> Path:
     return Path(cfg.store).expanduser() if cfg.get("store") else results.DEFAULT_STORE
+
+
+def records_path(cfg: DictConfig) -> Path | None:
+    """The committed copy of the store the run keeps in sync (experiments/results.py: sync), or None.
+    ``records: auto`` means results/records for the project's own store and nothing for a store=PATH."""
+    value = cfg.get("records", "auto")
+    if value in (None, False, "none", "null"):
+        return None
+    if value == "auto":
+        return results.DEFAULT_RECORDS if store_path(cfg) == results.DEFAULT_STORE else None
+    return Path(value).expanduser()
 
 
 def _progress_bar(cfg: DictConfig, desc: str, total: int):
@@ -397,6 +411,19 @@ def check_cfg(cfg: DictConfig) -> None:
         raise UserError(f"The results store {store} is not writable ({exc.strerror}); choose another with store=PATH.") from None
     except results.StoreVersionError as exc:
         raise UserError(str(exc)) from None
+    records = records_path(cfg)
+    if records is None:
+        return
+    try:
+        added, restored = results.sync(store, records)
+    except OSError as exc:
+        raise UserError(f"The committed records {records} could not be synced with the store ({exc}); "
+                        "fix the folder's permissions, or run with records=null.") from None
+    except results.StoreVersionError as exc:
+        raise UserError(f"{exc} (records={records})") from None
+    if added or restored:
+        print(f"[records] {restored} members restored from {records} into the store {store}, {added} added to "
+              f"{records} from it", flush=True)
 
 
 def run(cfg: DictConfig) -> pd.DataFrame | Any:

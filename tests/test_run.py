@@ -142,3 +142,49 @@ def test_results_do_not_depend_on_chunk_size(tmp_path):
     for col in ["train_loss", "test_loss"]:
         assert ((a[col] - b[col]).abs() <= 1e-5 * b[col].abs()).all(), col
     assert ((a["train_error"] - b["train_error"]).abs() <= 0.02).all()  # at most 2 of 10,000 samples flip
+
+
+def test_committed_records_restore_a_lost_store(tmp_path, capsys):
+    """The store is not in git; results/records is. A run keeps them in sync, and a clone with an empty
+    store (or a deleted one) gets every committed member back without training it again."""
+    records = tmp_path / "records"
+    over = ["benchmark=m0", "optimizer=sgd", "tuned=table1", "seeds=2", "epochs=0.005", f"records={records}"]
+    first = run(cfg_for(*over, f"store={tmp_path / 'a'}")).set_index("config_hash")
+    lines = (records / "M0" / "sgd.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["config_hash"] for x in lines) == sorted(first.index)
+    assert lines == sorted(lines, key=lambda x: json.loads(x)["config_hash"])  # stable order: small git diffs
+    assert all(json.loads(x)["curve"] for x in lines)  # the whole record, curves included
+    capsys.readouterr()
+    again = run(cfg_for(*over, f"store={tmp_path / 'b'}")).set_index("config_hash")
+    out = capsys.readouterr().out
+    assert "2 members restored" in out and "2 already in the store" in out
+    cols = ["seed", "train_error", "test_error", "train_loss", "seconds"]
+    assert again.loc[first.index, cols].equals(first[cols])
+
+
+def test_sync_is_a_union_both_ways_and_idempotent(tmp_path):
+    store, records = tmp_path / "store", tmp_path / "records"
+    rec = {"benchmark": "M0", "optimizer": "sgd", "seed": 0, "train_error": 1.0, "test_error": 2.0, "curve": []}
+    results.write_record(store, {**rec, "config_hash": "aaaa"})
+    results.sync(store, records)
+    other = tmp_path / "other"  # a second machine: it ran another member and has the first from git
+    results.write_record(other, {**rec, "seed": 1, "config_hash": "bbbb"})
+    assert results.sync(other, records) == (1, 1)
+    assert results.sync(store, records) == (0, 1)
+    assert results.sync(store, records) == (0, 0)
+    assert sorted(results.load(store).config_hash) == sorted(results.load(other).config_hash) == ["aaaa", "bbbb"]
+
+
+def test_records_of_another_results_version_are_refused(tmp_path):
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "RESULTS_VERSION").write_text("0\n")
+    with pytest.raises(UserError, match="results version 0"):
+        run(cfg_for(f"store={tmp_path / 'store'}", f"records={tmp_path / 'records'}", "epochs=0.001"))
+
+
+def test_records_follow_only_the_project_store(tmp_path):
+    from experiments.run import records_path
+
+    assert records_path(cfg_for()) == results.DEFAULT_RECORDS
+    assert records_path(cfg_for(f"store={tmp_path}")) is None  # a test's or a cluster job's store
+    assert records_path(cfg_for("records=null")) is None
