@@ -56,8 +56,12 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
     failed: list[str] = []
     t0 = time.perf_counter()
     if store == results.DEFAULT_STORE:  # a fresh clone: restore the committed records (experiments/results.py)
-        added, restored = results.sync(store, results.DEFAULT_RECORDS)
-        log.info("records: %d members restored from %s, %d added to it", restored, results.DEFAULT_RECORDS, added)
+        try:
+            added, restored = results.sync(store, results.DEFAULT_RECORDS)
+            log.info("records: %d members restored from %s, %d added to it", restored, results.DEFAULT_RECORDS, added)
+        except results.StoreVersionError as exc:  # analyse the store as it is; say why the records were left out
+            log.error("records not synced: %s", exc)
+            failed.append("records")
     if not store.is_dir():
         log.warning("no results store at %s: only figures from other modules (if any) can be drawn", store)
     df = results.load(store, with_curves=True) if store.is_dir() else results.load(store / "-none-")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         added, restored = sync(args.store, args.records)
     except StoreVersionError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{added} members added to {args.records}, {restored} restored into {args.store}")
     return 0

@@ -411,7 +411,11 @@ def check_cfg(cfg: DictConfig) -> None:
         raise UserError(f"The results store {store} is not writable ({exc.strerror}); choose another with store=PATH.") from None
     except results.StoreVersionError as exc:
         raise UserError(str(exc)) from None
-    records = records_path(cfg)
+
+
+def sync_records(cfg: DictConfig) -> None:
+    """Restore the committed records into the store and add the store's new members to them."""
+    store, records = store_path(cfg), records_path(cfg)
     if records is None:
         return
     try:
@@ -436,6 +440,7 @@ def run(cfg: DictConfig) -> pd.DataFrame | Any:
     check_cfg(cfg)
     if cfg.get("entry"):
         return call_entry(cfg)
+    sync_records(cfg)
     from experiments.logging import make_logger
 
     logger = make_logger(cfg)

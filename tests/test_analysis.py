@@ -353,3 +353,21 @@ def test_store_of_only_hyperparameter_free_records(tmp_path):
     row = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method").loc["adam"]
     assert (row.n_seeds, row.setting, row.n_settings) == (3, "(defaults)", 1)
     assert math.isclose(row["mean"], 8.1) and row.best
+
+
+def test_analysis_of_a_fresh_clone_restores_the_committed_records(tmp_path, monkeypatch):
+    """The project's own store is synced with results/records first; a records folder of another results
+    version is reported as one failed part, and the store is still analysed."""
+    store, records = tmp_path / "store", tmp_path / "records"
+    monkeypatch.setattr(results, "DEFAULT_STORE", store)
+    monkeypatch.setattr(results, "DEFAULT_RECORDS", records)
+    import shutil
+
+    shutil.copytree(STORE, tmp_path / "fixture")  # sync stamps both folders: leave the checked-in one as it is
+    results.sync(tmp_path / "fixture", records)  # what a clone has: the records, no store
+    written, failed = run_analysis(None, tmp_path / "out")
+    assert failed == [] and (tmp_path / "out" / "table3.csv") in written
+    assert len(results.load(store)) == len(results.load(STORE))
+    (records / "RESULTS_VERSION").write_text("0\n")
+    written, failed = run_analysis(None, tmp_path / "out2")
+    assert failed == ["records"] and (tmp_path / "out2" / "table3.csv") in written
