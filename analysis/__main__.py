@@ -55,10 +55,11 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
     written: list[Path] = []
     failed: list[str] = []
     t0 = time.perf_counter()
-    if store == results.DEFAULT_STORE:  # a fresh clone: restore the committed records (experiments/results.py)
+    records = results.records_for(store)  # a fresh clone: restore the committed records (experiments/results.py)
+    if records is not None:
         try:
-            added, restored = results.sync(store, results.DEFAULT_RECORDS)
-            log.info("records: %d members restored from %s, %d added to it", restored, results.DEFAULT_RECORDS, added)
+            added, restored = results.sync(store, records)
+            log.info("records: %d members restored from %s, %d added to it", restored, records, added)
         except results.StoreVersionError as exc:  # analyse the store as it is; say why the records were left out
             log.error("records not synced: %s", exc)
             failed.append("records")

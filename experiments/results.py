@@ -63,6 +63,26 @@ COLUMNS = {
 }
 
 
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename, so a
+    reader, or a writer killed half-way, never sees a half-written file (the store's records, its stamp,
+    its failures, the committed records files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # readable like the rest of the checkout (mkstemp makes it 0600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 class StoreVersionError(RuntimeError):
     """The store was written by a results version this code does not write."""
 
@@ -83,11 +103,7 @@ def check_store(store: Path) -> None:
                 f"{RESULTS_VERSION}, whose numbers may differ. Use a new store (store=PATH), or move the old one aside."
             )
         return
-    store.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{RESULTS_VERSION}\n")
-    os.replace(tmp, stamp)
+    write_atomic(stamp, f"{RESULTS_VERSION}\n")
 
 
 def failure_path(store: Path, benchmark: str, optimizer: str, chash: str) -> Path:
@@ -96,13 +112,7 @@ def failure_path(store: Path, benchmark: str, optimizer: str, chash: str) -> Pat
 
 def write_failure(store: Path, benchmark: str, optimizer: str, chash: str, info: Mapping[str, Any]) -> Path:
     """Record that a member's chunk failed (out of memory, say); a rerun skips it unless asked to retry."""
-    path = failure_path(store, benchmark, optimizer, chash)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(dict(info), f, default=str)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(failure_path(store, benchmark, optimizer, chash), json.dumps(dict(info), default=str))
 
 
 def config_hash(key: Mapping[str, Any]) -> str:
@@ -117,18 +127,7 @@ def record_path(store: Path, benchmark: str, optimizer: str, chash: str) -> Path
 def write_record(store: Path, record: Mapping[str, Any]) -> Path:
     """Write one record atomically (temp file + rename)."""
     path = record_path(store, record["benchmark"], record["optimizer"], record["config_hash"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, default=_jsonable)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, json.dumps(record, default=_jsonable))
 
 
 def _jsonable(x: Any) -> Any:
@@ -172,6 +171,16 @@ def load(store: Path | str | None = None, *, with_curves: bool = False) -> pd.Da
 
 
 # -- the committed copy: results/records/<benchmark>/<optimizer>.jsonl -----------------------------
+def records_for(store: Path | str, records: Path | str | None = "auto") -> Path | None:
+    """The records folder a store is synced with: ``"auto"`` is results/records for the project's own
+    store and none for any other (a test's, a cluster job's); None (or "null") is none; a path is itself."""
+    if records in (None, False, "none", "null"):
+        return None
+    if records == "auto":
+        return DEFAULT_RECORDS if Path(store) == DEFAULT_STORE else None
+    return Path(records).expanduser()
+
+
 def records_file(records: Path, benchmark: str, optimizer: str) -> Path:
     return Path(records) / benchmark / f"{optimizer}.jsonl"
 
@@ -224,12 +233,7 @@ def sync(store: Path | str, records: Path | str, *, only: tuple[str, str] | None
         if new:
             lines.update(new)
             added += len(new)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jsonl")
-            with os.fdopen(fd, "w") as f:
-                f.writelines(lines[h] + "\n" for h in sorted(lines))
-            os.chmod(tmp, 0o644)  # a committed file, readable like the rest of the checkout
-            os.replace(tmp, path)
+            write_atomic(path, "".join(lines[h] + "\n" for h in sorted(lines)))
     return added, restored
 
 

@@ -356,12 +356,7 @@ def store_path(cfg: DictConfig) -> Path:
 def records_path(cfg: DictConfig) -> Path | None:
     """The committed copy of the store the run keeps in sync (experiments/results.py: sync), or None.
     ``records: auto`` means results/records for the project's own store and nothing for a store=PATH."""
-    value = cfg.get("records", "auto")
-    if value in (None, False, "none", "null"):
-        return None
-    if value == "auto":
-        return results.DEFAULT_RECORDS if store_path(cfg) == results.DEFAULT_STORE else None
-    return Path(value).expanduser()
+    return results.records_for(store_path(cfg), cfg.get("records", "auto"))
 
 
 def _progress_bar(cfg: DictConfig, desc: str, total: int):
