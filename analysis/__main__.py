@@ -4,7 +4,8 @@
 
 Reads the store after syncing it with the committed records (results/records, for the default store).
 Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv,
-results/wall_time.{md,csv} and the figures (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
+results/wall_time.{md,csv}, results/coverage.md (with the committed records) and the figures
+(results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
 (``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
 the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
 Exit status 1 when some part failed (the others are still written).
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis import fidelity, figures, tables, wall_time
+from analysis import coverage, fidelity, figures, tables, wall_time
 from analysis.common import log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
@@ -63,6 +64,7 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
         except results.StoreVersionError as exc:  # analyse the store as it is; say why the records were left out
             log.error("records not synced: %s", exc)
             failed.append("records")
+            records = None  # and no coverage report against them
     if not store.is_dir():
         log.warning("no results store at %s: only figures from other modules (if any) can be drawn", store)
     df = results.load(store, with_curves=True) if store.is_dir() else results.load(store / "-none-")
@@ -75,6 +77,8 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
         tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()} if len(inp.df) else {}
         written += fidelity.write_all(tabs, out)
         written += wall_time.write_all(inp, out, t1)
+        if records is not None:  # which of the tables just written the committed records back
+            written.append(coverage.write(records, out)[0])
     except Exception:  # noqa: BLE001 - a failing part must not cost the others; reported and exit 1
         log.exception("tables failed")
         failed.append("tables")

@@ -15,23 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import tables
+from analysis import coverage, tables
 from experiments import results
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ours(tmp_path_factory) -> dict[int, pd.DataFrame]:
+def ours() -> dict[int, pd.DataFrame]:
     """Tables 1-3 as the analysis computes them from the committed records alone."""
-    if not any(results.DEFAULT_RECORDS.glob("*/*.jsonl")):
+    computed = coverage.tables_from_records(results.DEFAULT_RECORDS)
+    if not computed:
         pytest.skip("no committed records yet")
-    store = tmp_path_factory.mktemp("store")
-    _, restored = results.sync(store, results.DEFAULT_RECORDS)
-    assert restored > 0
-    inp = tables.Inputs.from_frame(results.load(store))
-    t1 = tables.table1(inp)
-    return {1: t1} | {number: tables.table23(inp, split, t1) for number, split in tables.SPLITS.items()}
+    return computed
 
 
 @pytest.mark.parametrize("number", sorted(tables.SPLITS))
@@ -58,3 +54,39 @@ def test_committed_table1_rows_are_the_records_picks(ours):
     assert list(same.setting) == list(same.setting_committed)
     for col in ("mean", "std", "paper_setting_mean", "paper_setting_rank"):
         np.testing.assert_allclose(same[col], same[f"{col}_committed"], rtol=1e-9, err_msg=col)
+
+
+def test_committed_coverage_report_is_current(ours):
+    """results/coverage.md is what `python -m analysis.coverage --write` writes from the committed files."""
+    expected = coverage.markdown(coverage.coverage(ours, ROOT / "results"))
+    committed = (ROOT / "results" / "coverage.md").read_text()
+    assert committed == expected, "results/coverage.md is out of date: run python -m analysis.coverage --write"
+
+
+def test_coverage_statuses(tmp_path):
+    """covered / partial / missing / stale / new / not run, and costs from wall_time.csv."""
+    t23 = pd.DataFrame({"benchmark": ["M0", "M0", "M0", "M0"], "method": ["vsgd_l", "sgd", "adagrad", "smd"],
+                        "n_seeds": [10, 10, 10, 3]})
+    t23.to_csv(tmp_path / "table2.csv", index=False)
+    pd.DataFrame({"benchmark": ["M0"], "method": ["sgd"], "n_settings_tried": [68]}).to_csv(tmp_path / "table1.csv",
+                                                                                          index=False)
+    pd.DataFrame({"benchmark": ["M0", "M0", "M0"], "method": ["sgd", "smd", "sgd"], "seeds": [10, 3, np.nan],
+                  "seconds_per_seed": [12.0, 20.0, np.nan], "seconds": [np.nan, np.nan, 680.0],
+                  "settings": [np.nan, np.nan, 68]}).to_csv(tmp_path / "wall_time.csv", index=False)
+    ours = {2: pd.DataFrame({"benchmark": ["M0", "M0", "M0", "M0"], "method": ["vsgd_l", "sgd", "smd", "dog"],
+                             "n_seeds": [10, 4, 5, 2]}),
+            1: pd.DataFrame({"benchmark": ["M0"], "method": ["sgd"], "n_settings_tried": [60]})}
+    df = coverage.coverage(ours, tmp_path).set_index(["table", "benchmark", "method"])
+    assert df.loc[("2/3", "M0", "vsgd_l"), "status"] == "covered"
+    assert df.loc[("2/3", "M0", "sgd"), "status"] == "partial"
+    assert df.loc[("2/3", "M0", "sgd"), "cpu_s_restore"] == pytest.approx(6 * 12.0)
+    assert df.loc[("2/3", "M0", "adagrad"), "status"] == "missing"
+    assert df.loc[("2/3", "M0", "smd"), "status"] == "stale"
+    assert df.loc[("2/3", "M0", "smd"), "cpu_s_target"] == pytest.approx(5 * 20.0)
+    assert df.loc[("2/3", "M0", "dog"), "status"] == "new"
+    assert df.loc[("2/3", "M1", "prodigy"), "status"] == "not run"
+    assert np.isnan(df.loc[("2/3", "M1", "prodigy"), "cpu_s_target"])
+    assert df.loc[("1", "M0", "sgd"), "status"] == "partial"
+    assert df.loc[("1", "M0", "sgd"), "cpu_s_restore"] == pytest.approx(8 * 10.0)
+    assert df.loc[("2/3", "M0", "smd"), "command"].endswith("experiment=table2 benchmark=m0 optimizer=smd seeds=3")
+    assert "## " not in coverage.markdown(df.reset_index())  # renders

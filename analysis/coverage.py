@@ -1,0 +1,180 @@
+"""Which cells of the committed tables the committed per-member records back, and what is left to run.
+
+    python -m analysis.coverage [--records results/records] [--results results] [--write]
+
+The committed tables (``results/table{1,2,3}.csv``) were written by ``python -m analysis`` from a store;
+``results/records/`` is the committed copy of the store (docs/architecture.md). This computes Tables 1-3
+from the records alone (the same analysis code, in a temporary store) and compares each cell with the
+committed one:
+
+* Tables 2/3 (one row per benchmark and method: both tables share their members): seeds in the
+  committed table, seeds in the records, and the paper's 10.
+* Table 1 (one row per benchmark and tuned method): grid settings tried, in the table and in the records.
+  A row of one setting (the paper's, where the grid was too costly to run) is the first two seeds of
+  its Table 2/3 cell: its command and cost are that cell's.
+* Cells no run has produced yet (issue 9's tuning-free optimizers and vSGD-fd on every benchmark) are
+  listed as ``not run``.
+
+A cell is ``covered`` (the records have exactly the table's members), ``partial``, ``missing``, ``stale``
+(the records have more than the table: run ``python -m analysis``), ``new`` (records, no table cell) or
+``not run``.
+CPU time still to run is estimated from ``results/wall_time.csv`` (the committed measured cost per seed,
+per grid member): an estimate, labelled as such; cells never measured are listed with ``?``.
+``--write`` writes ``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
+``tests/test_committed_results.py`` checks that file is current and that every covered cell has the
+committed numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import common, tables
+from analysis.common import label
+
+PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
+STATUS_ORDER = ("stale", "partial", "missing", "new", "not run", "covered")
+EXPECTED = ("vsgd_fd", *common.BEYOND_METHODS)  # Tables 2+/3+ on every benchmark (issue 9)
+
+
+def tables_from_records(records: Path) -> dict[int, pd.DataFrame]:
+    """Tables 1-3 as the analysis computes them from the records folder alone (an empty dict if none)."""
+    from experiments import results
+
+    if not any(Path(records).glob("*/*.jsonl")):
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results.sync(Path(tmp), records)
+        inp = tables.Inputs.from_frame(results.load(tmp))
+    t1 = tables.table1(inp)
+    return {1: t1} | {number: tables.table23(inp, split, t1) for number, split in tables.SPLITS.items()}
+
+
+def _status(committed: float, records: float) -> str:
+    if np.isnan(committed):
+        return "not run" if np.isnan(records) or records == 0 else "new"
+    if np.isnan(records) or records == 0:
+        return "missing"
+    return "covered" if records == committed else ("stale" if records > committed else "partial")
+
+
+def coverage(ours: dict[int, pd.DataFrame], results_dir: Path) -> pd.DataFrame:
+    """One row per cell: table ("1" or "2/3"), benchmark, method, unit, committed, records, status,
+    target, cpu_s_restore (to the committed count) and cpu_s_target (to the target), and the command."""
+    wall = pd.read_csv(results_dir / "wall_time.csv")
+    rows = []
+    for table, count, frame in (("2/3", "n_seeds", 2), ("1", "n_settings_tried", 1)):
+        committed = pd.read_csv(results_dir / f"table{frame}.csv")[["benchmark", "method", count]]
+        mine = ours.get(frame, pd.DataFrame(columns=["benchmark", "method", count]))[["benchmark", "method", count]]
+        both = committed.merge(mine, on=["benchmark", "method"], how="outer", suffixes=("_committed", "_records"))
+        if table == "2/3":
+            expected = pd.DataFrame([(b, m) for b in common.BENCHMARKS for m in EXPECTED], columns=["benchmark", "method"])
+            both = both.merge(expected, on=["benchmark", "method"], how="outer")
+        for r in both.itertuples(index=False):
+            c, n = float(getattr(r, f"{count}_committed")), float(getattr(r, f"{count}_records"))
+            n0 = 0.0 if np.isnan(n) else n
+            if table == "2/3":
+                cost = wall[(wall.benchmark == r.benchmark) & (wall.method == r.method) & wall.seeds.notna()]
+                unit_s = float(cost.seconds_per_seed.iloc[0]) if len(cost) else np.nan
+                target = max(PAPER_SEEDS, c if not np.isnan(c) else 0)
+                restore = unit_s * max(0.0, (c if not np.isnan(c) else 0) - n0)
+                to_target = unit_s * max(0.0, target - n0)
+            else:
+                cost = wall[(wall.benchmark == r.benchmark) & (wall.method == r.method) & wall.seeds.isna()]
+                unit_s = float(cost.seconds.iloc[0] / cost.settings.iloc[0]) if len(cost) else np.nan
+                target = c
+                restore = to_target = unit_s * max(0.0, (c if not np.isnan(c) else 0) - n0)
+                if c == 1:  # the paper's setting only: seeds 0-1 of the Table 2/3 cell, counted there
+                    restore, to_target = 0.0, 0.0
+            rows.append({"table": table, "benchmark": r.benchmark, "method": r.method,
+                         "unit": "seeds" if table == "2/3" else "settings", "committed": c, "records": n0,
+                         "status": _status(c, n), "target": target, "cpu_s_restore": restore,
+                         "cpu_s_target": to_target,
+                         # restore a committed cell at its own seeds first: more seeds make it stale (see markdown)
+                         "command": command(table, r.benchmark, r.method, c if table == "2/3" and c > 0 else PAPER_SEEDS)})
+    df = pd.DataFrame(rows)
+    # a one-setting Table 1 row is trained by its Table 2/3 cell's command
+    cmd23 = {(r.benchmark, r.method): r.command for r in df[df.table == "2/3"].itertuples()}
+    via = (df.table == "1") & (df.committed == 1)
+    df.loc[via, "command"] = [cmd23.get((b, m), c) for b, m, c in zip(df[via].benchmark, df[via].method, df[via].command)]
+    order = {b: i for i, b in enumerate(common.BENCHMARKS)}
+    return df.sort_values(["table", "benchmark", "method"], key=lambda s: s.map(order) if s.name == "benchmark" else s,
+                          ascending=[False, True, True], ignore_index=True)
+
+
+def command(table: str, benchmark: str, method: str, target: float) -> str:
+    """The runner command that trains the cell's missing members (members already stored are skipped)."""
+    b = benchmark.lower()
+    if table == "1":
+        return f"python -m experiments.run experiment=table1 benchmark={b} optimizer={method}"
+    experiment = "table2" if method in common.PAPER_METHODS else "beyond_tables"
+    return f"python -m experiments.run experiment={experiment} benchmark={b} optimizer={method} seeds={int(target)}"
+
+
+def _hours(s: float) -> str:
+    return "?" if np.isnan(s) else ("–" if s == 0 else f"{s / 3600:.1f} h" if s >= 5400 else f"{s / 60:.0f} min")
+
+
+
+def _count(x: float) -> str:
+    return "–" if np.isnan(x) else f"{x:.0f}"
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """results/coverage.md: the totals, then every cell that is not covered, then the covered ones."""
+    todo = df[df.status != "covered"]
+    unknown = df[df.cpu_s_target.isna()]
+    out = ["# Which committed table cells the committed records back (`python -m analysis.coverage --write`)", "",
+           "Computed from `results/records/` and `results/table{1,2,3}.csv`; CPU times are estimates from",
+           "`results/wall_time.csv` (measured cost per seed or grid member, one CPU thread).", "",
+           f"- cells: {len(df)}; covered {int((df.status == 'covered').sum())}, "
+           + ", ".join(f"{s} {int((df.status == s).sum())}" for s in STATUS_ORDER[:-1] if (df.status == s).any()),
+           f"- to restore every committed cell: about {df.cpu_s_restore.sum() / 3600:.1f} CPU-hours",
+           "- commands restore a committed cell at its own seeds: a cell with more seeds in the records than in",
+           "  the table is stale, and `python -m analysis` rewrites every table from the records, so raise seeds",
+           "  (`seeds=10` resumes) only once every cell is covered.",
+           f"- to bring every Table 2/3 cell to the paper's {PAPER_SEEDS} seeds (and restore Table 1): about "
+           f"{df.cpu_s_target.sum() / 3600:.1f} CPU-hours"
+           + (f", plus {len(unknown)} cells never measured (`?`)" if len(unknown) else ""), "",
+           "| table | benchmark | method | unit | committed | records | status | target | CPU to restore | CPU to target | command |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in pd.concat([todo, df[df.status == "covered"]]).itertuples(index=False):
+        out.append(f"| {r.table} | {r.benchmark} | {label(r.method)} | {r.unit} | {_count(r.committed)} | "
+                   f"{_count(r.records)} | {r.status} | {_count(r.target)} | {_hours(r.cpu_s_restore)} | "
+                   f"{_hours(r.cpu_s_target)} | `{r.command}` |")
+    return "\n".join(out) + "\n"
+
+
+def write(records: Path, results_dir: Path) -> tuple[Path, str]:
+    """Write <results_dir>/coverage.md for the records folder; return its path and text."""
+    from experiments import results
+
+    md = markdown(coverage(tables_from_records(records), Path(results_dir)))
+    return results.write_atomic(Path(results_dir) / "coverage.md", md), md
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments import results
+
+    ap = argparse.ArgumentParser(prog="python -m analysis.coverage", description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=Path, default=results.DEFAULT_RECORDS)
+    ap.add_argument("--results", type=Path, default=common.PROJECT_ROOT / "results",
+                    help="folder of the committed table{1,2,3}.csv and wall_time.csv")
+    ap.add_argument("--write", action="store_true", help="write <results>/coverage.md")
+    args = ap.parse_args(argv)
+    if args.write:
+        path, md = write(args.records, args.results)
+        print(md, end="")
+        print(f"wrote {path}")
+    else:
+        print(markdown(coverage(tables_from_records(args.records), args.results)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
