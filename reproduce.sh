@@ -16,7 +16,9 @@ Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=c
 
 Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected in
 results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs the same code, not measured here):
-  quick      M0 and C0 with every method, 2 seeds, and the noisy quadratic; then the analysis
+  quick      M0 and C0 with every method, 1 epoch, 2 seeds, and the noisy quadratic; then the analysis,
+             in a store and output folder of its own (store/quick, results/quick: the committed
+             results/ and results/records/ are left as they are; STORE= and OUT= override)
              (the README's first command)      measured 2026-11-24: 2.5 min (+ about 3 min setup)
   table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~270 h
   table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~16 h
@@ -103,9 +105,13 @@ case "$target" in
 esac
 
 PY="$(find_python)"
+if [[ "$target" == quick ]]; then  # a demonstration: its 1-epoch runs stay out of the project's store and results/
+  STORE="${STORE:-$ROOT/store/quick}"
+  OUT="${OUT:-results/quick}"
+fi
 start=$SECONDS
 case "$target" in
-  quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;
+  quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;  # STORE, OUT: set above
   table1|table2|table3|suite_1d|unit_suite) run_experiment "$target" "$@" ;;
   beyond) run_experiment beyond_tables "$@" ;;
   fig2) run_experiment fig2_nonstationary "$@" ;;

@@ -1,6 +1,6 @@
 """Which cells of the committed tables the committed per-member records back, and what is left to run.
 
-    python -m analysis.coverage [--records results/records] [--results results] [--write]
+    python -m analysis.coverage [--records results/records] [--results results] [--write | --commands]
 
 The committed tables (``results/table{1,2,3}.csv``) were written by ``python -m analysis`` from a store;
 ``results/records/`` is the committed copy of the store (docs/architecture.md). This computes Tables 1-3
@@ -20,7 +20,8 @@ A cell is ``covered`` (the records have exactly the table's members), ``partial`
 ``not run``.
 CPU time still to run is estimated from ``results/wall_time.csv`` (the committed measured cost per seed,
 per grid member): an estimate, labelled as such; cells never measured are listed with ``?``.
-``--write`` writes ``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
+``--commands`` prints the commands that restore what is missing, cheapest first. ``--write`` writes
+``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
 ``tests/test_committed_results.py`` checks that file is current and that every covered cell has the
 committed numbers.
 """
@@ -150,6 +151,14 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
+def restore_commands(df: pd.DataFrame) -> list[str]:
+    """The commands that restore every committed cell the records do not back, cheapest first, once each
+    (a Table 1 row of one setting comes with its Table 2/3 cell's command)."""
+    todo = df[df.status.isin(["missing", "partial"])]
+    cost = todo.groupby("command", sort=False).cpu_s_restore.max()
+    return list(cost.sort_values(kind="stable").index)
+
+
 def write(records: Path, results_dir: Path) -> tuple[Path, str]:
     """Write <results_dir>/coverage.md for the records folder; return its path and text."""
     from experiments import results
@@ -166,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=common.PROJECT_ROOT / "results",
                     help="folder of the committed table{1,2,3}.csv and wall_time.csv")
     ap.add_argument("--write", action="store_true", help="write <results>/coverage.md")
+    ap.add_argument("--commands", action="store_true",
+                    help="print only the commands that restore the cells not backed, cheapest first (a shell script)")
     args = ap.parse_args(argv)
+    if args.commands:
+        print("\n".join(restore_commands(coverage(tables_from_records(args.records), args.results))))
+        return 0
     if args.write:
         path, md = write(args.records, args.results)
         print(md, end="")
