@@ -234,8 +234,9 @@ def table23(inp: Inputs, split: str, t1: pd.DataFrame | None = None, alpha: floa
 
 # -- writers ------------------------------------------------------------------------------------
 def _std(x: np.ndarray) -> float:
+    """Sample std; NaN for one value, or where a value is infinite (a diverged CR member), as np.std gives."""
     x = np.asarray(x, float)
-    return float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
+    return float(np.std(x, ddof=1)) if len(x) > 1 and np.isfinite(x).all() else np.nan
 
 
 def _benchmarks(df: pd.DataFrame) -> list[str]:
