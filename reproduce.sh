@@ -30,6 +30,9 @@ results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs
   unit_suite the unit-test suite for stochastic optimization, every optimizer (issue 9)  measured: 10 min
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
   all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~290 h
+  restore    re-run what results/records/ lacks of the committed tables (results/coverage.md lists
+             it), cheapest first, JOBS=2 at once; then rewrite results/coverage.md. No analysis:
+             `git add results/records results/coverage.md` keeps the runs   estimated in coverage.md
   setup      create .venv with the pinned torch and the project (python3 -m venv)        measured: ~4 min
   test       the test suite (pytest; creates .venv first when missing); extra args go to pytest
 
@@ -95,13 +98,20 @@ case "$target" in
   -h|--help|help) usage; exit 0 ;;
   "") usage >&2; echo "error: no target given; choose one of the targets above." >&2; exit 2 ;;
   setup) setup; exit 0 ;;
+  restore)  # one job per cell, JOBS in parallel (two single-thread jobs: 1.5-2x here, docs/architecture.md)
+    PY="$(find_python)"
+    status=0
+    "$PY" -m analysis.coverage --commands | sed "s|^python |$PY |; s|\$| $*|" \
+      | xargs -d '\n' -P "${JOBS:-2}" -I{} sh -c 'echo "[reproduce] $(date -u +%H:%M:%S) {}"; {}' || status=$?
+    "$PY" -m analysis.coverage --write | head -12
+    exit "$status" ;;
   test)
     PY="$(find_python)"
     "$PY" -c "import vsgd, hydra, pytest" 2>/dev/null || { setup; PY=.venv/bin/python; }
     echo "[reproduce] $PY -m pytest $*"
     WANDB_MODE=disabled exec "$PY" -m pytest "$@" ;;
   *) [[ "$target" != *" "* && " $RUN_TARGETS " == *" $target "* ]] || {
-       echo "error: unknown target '$target'. Targets: $RUN_TARGETS setup test (see ./reproduce.sh --help)." >&2; exit 2; } ;;
+       echo "error: unknown target '$target'. Targets: $RUN_TARGETS restore setup test (see ./reproduce.sh --help)." >&2; exit 2; } ;;
 esac
 
 PY="$(find_python)"

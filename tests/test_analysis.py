@@ -251,7 +251,8 @@ def test_reproduce_sh_help_and_unknown_target():
     script = Path(__file__).resolve().parent.parent / "reproduce.sh"
     ok = subprocess.run(["bash", str(script), "--help"], check=False, capture_output=True, text=True)
     assert ok.returncode == 0
-    for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "beyond", "unit_suite", "all"):
+    for target in ("quick", "table1", "table2", "table3", "fig2", "figures", "suite_1d", "beyond", "unit_suite", "all",
+                   "restore"):
         assert f"  {target} " in ok.stdout
     bad = subprocess.run(["bash", str(script), "no-such-target"], check=False, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown target 'no-such-target'" in bad.stderr
