@@ -19,7 +19,8 @@ A cell is ``covered`` (the records have exactly the table's members), ``partial`
 (the records have more than the table: run ``python -m analysis``), ``new`` (records, no table cell) or
 ``not run``.
 CPU time still to run is estimated from ``results/wall_time.csv`` (the committed measured cost per seed,
-per grid member): an estimate, labelled as such; cells never measured are listed with ``?``.
+per grid member): an estimate, labelled as such. Cells no run has measured take the microbenchmark rate of
+``benchmarks/beyond_throughput.csv`` where it has one (marked ≈), else ``?``.
 ``--commands`` prints the commands that restore what is missing, cheapest first. ``--write`` writes
 ``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
 ``tests/test_committed_results.py`` checks that file is current and that every covered cell has the
@@ -39,6 +40,7 @@ from analysis import common, tables
 from analysis.common import label
 
 PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
+THROUGHPUT = common.PROJECT_ROOT / "benchmarks" / "beyond_throughput.csv"
 STATUS_ORDER = ("stale", "partial", "missing", "new", "not run", "covered")
 EXPECTED = ("vsgd_fd", *common.BEYOND_METHODS)  # Tables 2+/3+ on every benchmark (issue 9)
 
@@ -64,10 +66,22 @@ def _status(committed: float, records: float) -> str:
     return "covered" if records == committed else ("stale" if records > committed else "partial")
 
 
-def coverage(ours: dict[int, pd.DataFrame], results_dir: Path) -> pd.DataFrame:
+def throughput_seconds_per_seed(path: Path = THROUGHPUT) -> dict[tuple[str, str], float]:
+    """(benchmark, optimizer) -> seconds per member from the microbenchmark of the PyPI optimizers' step
+    (its ``fast+compile`` rows: the runner's path), for cells no run has measured yet."""
+    if not Path(path).is_file():
+        return {}
+    t = pd.read_csv(path)
+    t = t[t.variant == "fast+compile"]
+    return {(r.benchmark, r.optimizer): r.steps_per_member / r.updates_per_s_wall for r in t.itertuples()}
+
+
+def coverage(ours: dict[int, pd.DataFrame], results_dir: Path, throughput: Path = THROUGHPUT) -> pd.DataFrame:
     """One row per cell: table ("1" or "2/3"), benchmark, method, unit, committed, records, status,
-    target, cpu_s_restore (to the committed count) and cpu_s_target (to the target), and the command."""
+    target, cpu_s_restore (to the committed count) and cpu_s_target (to the target), estimated (whether
+    the cost is a microbenchmark's, not a run's), and the command."""
     wall = pd.read_csv(results_dir / "wall_time.csv")
+    micro = throughput_seconds_per_seed(throughput)
     rows = []
     for table, count, frame in (("2/3", "n_seeds", 2), ("1", "n_settings_tried", 1)):
         committed = pd.read_csv(results_dir / f"table{frame}.csv")[["benchmark", "method", count]]
@@ -81,13 +95,15 @@ def coverage(ours: dict[int, pd.DataFrame], results_dir: Path) -> pd.DataFrame:
             n0 = 0.0 if np.isnan(n) else n
             if table == "2/3":
                 cost = wall[(wall.benchmark == r.benchmark) & (wall.method == r.method) & wall.seeds.notna()]
-                unit_s = float(cost.seconds_per_seed.iloc[0]) if len(cost) else np.nan
+                unit_s = float(cost.seconds_per_seed.iloc[0]) if len(cost) else micro.get((r.benchmark, r.method), np.nan)
+                estimated = not len(cost) and (r.benchmark, r.method) in micro
                 target = max(PAPER_SEEDS, c if not np.isnan(c) else 0)
                 restore = unit_s * max(0.0, (c if not np.isnan(c) else 0) - n0)
                 to_target = unit_s * max(0.0, target - n0)
             else:
                 cost = wall[(wall.benchmark == r.benchmark) & (wall.method == r.method) & wall.seeds.isna()]
                 unit_s = float(cost.seconds.iloc[0] / cost.settings.iloc[0]) if len(cost) else np.nan
+                estimated = False
                 target = c
                 restore = to_target = unit_s * max(0.0, (c if not np.isnan(c) else 0) - n0)
                 if c == 1:  # the paper's setting only: seeds 0-1 of the Table 2/3 cell, counted there
@@ -95,7 +111,7 @@ def coverage(ours: dict[int, pd.DataFrame], results_dir: Path) -> pd.DataFrame:
             rows.append({"table": table, "benchmark": r.benchmark, "method": r.method,
                          "unit": "seeds" if table == "2/3" else "settings", "committed": c, "records": n0,
                          "status": _status(c, n), "target": target, "cpu_s_restore": restore,
-                         "cpu_s_target": to_target,
+                         "cpu_s_target": to_target, "estimated": estimated,
                          # restore a committed cell at its own seeds first: more seeds make it stale (see markdown)
                          "command": command(table, r.benchmark, r.method, c if table == "2/3" and c > 0 else PAPER_SEEDS)})
     df = pd.DataFrame(rows)
@@ -130,6 +146,7 @@ def markdown(df: pd.DataFrame) -> str:
     """results/coverage.md: the totals, then every cell that is not covered, then the covered ones."""
     todo = df[df.status != "covered"]
     unknown = df[df.cpu_s_target.isna()]
+    micro = df[df.estimated]
     out = ["# Which committed table cells the committed records back (`python -m analysis.coverage --write`)", "",
            "Computed from `results/records/` and `results/table{1,2,3}.csv`; CPU times are estimates from",
            "`results/wall_time.csv` (measured cost per seed or grid member, one CPU thread).", "",
@@ -141,13 +158,16 @@ def markdown(df: pd.DataFrame) -> str:
            "  (`seeds=10` resumes) only once every cell is covered.",
            f"- to bring every Table 2/3 cell to the paper's {PAPER_SEEDS} seeds (and restore Table 1): about "
            f"{df.cpu_s_target.sum() / 3600:.1f} CPU-hours"
-           + (f", plus {len(unknown)} cells never measured (`?`)" if len(unknown) else ""), "",
+           + (f" ({micro.cpu_s_target.sum() / 3600:.1f} of them for {len(micro)} cells never run, marked ≈: "
+              "seconds per seed from the microbenchmark `benchmarks/beyond_throughput.csv`, not from a run)"
+              if len(micro) else "")
+           + (f", plus {len(unknown)} cell{'s' * (len(unknown) != 1)} never measured (`?`)" if len(unknown) else ""), "",
            "| table | benchmark | method | unit | committed | records | status | target | CPU to restore | CPU to target | command |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in pd.concat([todo, df[df.status == "covered"]]).itertuples(index=False):
         out.append(f"| {r.table} | {r.benchmark} | {label(r.method)} | {r.unit} | {_count(r.committed)} | "
                    f"{_count(r.records)} | {r.status} | {_count(r.target)} | {_hours(r.cpu_s_restore)} | "
-                   f"{_hours(r.cpu_s_target)} | `{r.command}` |")
+                   f"{'≈ ' if r.estimated else ''}{_hours(r.cpu_s_target)} | `{r.command}` |")
     return "\n".join(out) + "\n"
 
 

@@ -76,7 +76,10 @@ def test_coverage_statuses(tmp_path):
     ours = {2: pd.DataFrame({"benchmark": ["M0", "M0", "M0", "M0"], "method": ["vsgd_l", "sgd", "smd", "dog"],
                              "n_seeds": [10, 4, 5, 2]}),
             1: pd.DataFrame({"benchmark": ["M0"], "method": ["sgd"], "n_settings_tried": [60]})}
-    df = coverage.coverage(ours, tmp_path).set_index(["table", "benchmark", "method"])
+    pd.DataFrame({"benchmark": ["M1", "M1"], "optimizer": ["dog", "dog"], "variant": ["fast", "fast+compile"],
+                  "updates_per_s_wall": [100.0, 200.0], "steps_per_member": [360000, 360000]}).to_csv(
+        tmp_path / "micro.csv", index=False)
+    df = coverage.coverage(ours, tmp_path, tmp_path / "micro.csv").set_index(["table", "benchmark", "method"])
     assert df.loc[("2/3", "M0", "vsgd_l"), "status"] == "covered"
     assert df.loc[("2/3", "M0", "sgd"), "status"] == "partial"
     assert df.loc[("2/3", "M0", "sgd"), "cpu_s_restore"] == pytest.approx(6 * 12.0)
@@ -85,7 +88,9 @@ def test_coverage_statuses(tmp_path):
     assert df.loc[("2/3", "M0", "smd"), "cpu_s_target"] == pytest.approx(5 * 20.0)
     assert df.loc[("2/3", "M0", "dog"), "status"] == "new"
     assert df.loc[("2/3", "M1", "prodigy"), "status"] == "not run"
-    assert np.isnan(df.loc[("2/3", "M1", "prodigy"), "cpu_s_target"])
+    assert np.isnan(df.loc[("2/3", "M1", "prodigy"), "cpu_s_target"])  # never measured
+    assert df.loc[("2/3", "M1", "dog"), "cpu_s_target"] == pytest.approx(10 * 1800.0)  # the runner's path's rate
+    assert df.loc[("2/3", "M1", "dog"), "estimated"] and not df.loc[("2/3", "M0", "sgd"), "estimated"]
     assert df.loc[("1", "M0", "sgd"), "status"] == "partial"
     assert df.loc[("1", "M0", "sgd"), "cpu_s_restore"] == pytest.approx(8 * 10.0)
     assert df.loc[("2/3", "M0", "smd"), "command"].endswith("experiment=table2 benchmark=m0 optimizer=smd seeds=3")
