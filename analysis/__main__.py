@@ -72,9 +72,16 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
     inp = tables.Inputs.from_frame(df)
 
     try:
-        written += tables.write_all(inp, out)
         t1 = tables.table1(inp)
         tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()} if len(inp.df) else {}
+        lost = coverage.lost_cells({1: t1} | tabs if tabs else {}, out)
+        if len(lost):  # e.g. a fresh clone whose records do not back every committed cell yet
+            log.warning("the store holds fewer members than the tables in %s for %d cells (%s%s); the tables "
+                        "written now lack them. `./reproduce.sh restore` re-runs them (results/coverage.md); "
+                        "`git checkout %s` brings committed files back.", out, len(lost),
+                        ", ".join(f"{b} {m}" for b, m in zip(lost.benchmark[:6], lost.method[:6])),
+                        ", ..." if len(lost) > 6 else "", out)
+        written += tables.write_all(inp, out)
         written += fidelity.write_all(tabs, out)
         written += wall_time.write_all(inp, out, t1)
         if records is not None:  # which of the tables just written the committed records back

@@ -80,12 +80,17 @@ def coverage(ours: dict[int, pd.DataFrame], results_dir: Path, throughput: Path 
     """One row per cell: table ("1" or "2/3"), benchmark, method, unit, committed, records, status,
     target, cpu_s_restore (to the committed count) and cpu_s_target (to the target), estimated (whether
     the cost is a microbenchmark's, not a run's), and the command."""
-    wall = pd.read_csv(results_dir / "wall_time.csv")
+    wall_csv = Path(results_dir) / "wall_time.csv"
+    wall = pd.read_csv(wall_csv) if wall_csv.is_file() else pd.DataFrame(
+        columns=["benchmark", "method", "seeds", "seconds_per_seed", "seconds", "settings"])
     micro = throughput_seconds_per_seed(throughput)
     rows = []
     for table, count, frame in (("2/3", "n_seeds", 2), ("1", "n_settings_tried", 1)):
         committed = pd.read_csv(results_dir / f"table{frame}.csv")[["benchmark", "method", count]]
-        mine = ours.get(frame, pd.DataFrame(columns=["benchmark", "method", count]))[["benchmark", "method", count]]
+        mine = ours.get(frame)
+        if mine is None or count not in mine:  # e.g. no tuned method in the store: no Table 1
+            mine = pd.DataFrame(columns=["benchmark", "method", count])
+        mine = mine[["benchmark", "method", count]]
         both = committed.merge(mine, on=["benchmark", "method"], how="outer", suffixes=("_committed", "_records"))
         if table == "2/3":
             expected = pd.DataFrame([(b, m) for b in common.BENCHMARKS for m in EXPECTED], columns=["benchmark", "method"])
@@ -169,6 +174,16 @@ def markdown(df: pd.DataFrame) -> str:
                    f"{_count(r.records)} | {r.status} | {_count(r.target)} | {_hours(r.cpu_s_restore)} | "
                    f"{'≈ ' if r.estimated else ''}{_hours(r.cpu_s_target)} | `{r.command}` |")
     return "\n".join(out) + "\n"
+
+
+def lost_cells(new: dict[int, pd.DataFrame], results_dir: Path) -> pd.DataFrame:
+    """The cells of the tables already in ``results_dir`` that tables ``new`` ({1: Table 1, 2: Table 2})
+    lack or hold with fewer members: what writing ``new`` over them would lose (none if no tables yet)."""
+    results_dir = Path(results_dir)
+    if not all((results_dir / f"table{n}.csv").is_file() for n in (1, 2)) or not new:
+        return pd.DataFrame(columns=["table", "benchmark", "method", "committed", "records", "status"])
+    df = coverage(new, results_dir)
+    return df[df.status.isin(["missing", "partial"])]
 
 
 def restore_commands(df: pd.DataFrame) -> list[str]:

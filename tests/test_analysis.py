@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -372,3 +373,19 @@ def test_analysis_of_a_fresh_clone_restores_the_committed_records(tmp_path, monk
     (records / "RESULTS_VERSION").write_text("0\n")
     written, failed = run_analysis(None, tmp_path / "out2")
     assert failed == ["records"] and (tmp_path / "out2" / "table3.csv") in written
+
+
+def test_analysis_warns_before_writing_tables_with_fewer_members(tmp_path, caplog):
+    """Over tables with more members than the store holds (a clone whose records lag the committed
+    tables), the analysis says which cells the new tables lack, and still writes them."""
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("table1.csv", "table2.csv", "wall_time.csv"):
+        shutil.copy(Path(__file__).resolve().parents[1] / "results" / name, out / name)
+    with caplog.at_level(logging.WARNING, logger="analysis"):
+        written, failed = run_analysis(STORE, out)
+    assert failed == [] and out / "table2.csv" in written
+    warning = [r.getMessage() for r in caplog.records if "fewer members than the tables" in r.getMessage()]
+    assert len(warning) == 1 and "./reproduce.sh restore" in warning[0] and "M0 adam," in warning[0]

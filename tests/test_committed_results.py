@@ -95,6 +95,9 @@ def test_coverage_statuses(tmp_path):
     assert df.loc[("1", "M0", "sgd"), "cpu_s_restore"] == pytest.approx(8 * 10.0)
     assert df.loc[("2/3", "M0", "smd"), "command"].endswith("experiment=table2 benchmark=m0 optimizer=smd seeds=3")
     assert "## " not in coverage.markdown(df.reset_index())  # renders
+    lost = coverage.lost_cells(ours, tmp_path)  # what writing `ours` over the tables in tmp_path would lose
+    assert sorted(zip(lost.table, lost.method)) == [("1", "sgd"), ("2/3", "adagrad"), ("2/3", "sgd")]
+    assert coverage.lost_cells({1: pd.DataFrame()}, tmp_path / "none").empty
     cmds = coverage.restore_commands(df.reset_index())  # partial and missing cells only, cheapest first
     assert [c.split("benchmark=m0 ")[1] for c in cmds] == ["optimizer=sgd seeds=10", "optimizer=sgd",
                                                            "optimizer=adagrad seeds=10"]
