@@ -41,6 +41,7 @@ Environment:
                 dependencies; otherwise `setup` runs first)
   STORE=path    results store (default: the runner's, <project>/store)
   OUT=path      where tables and figures go (default: results)
+  JOBS=n        runs at once for `restore` (default 2: two single-thread jobs use this 2-core machine best)
 
 Outputs: results/table{1,2,3}.{md,tex,csv}, results/fidelity.md, results/wall_time.md, results/figures/*.{png,pdf},
 and results/unit_suite_summary.md when the unit-test suite has run (python -m experiments.run experiment=unit_suite).
