@@ -48,7 +48,7 @@ def test_committed_table1_rows_are_the_records_picks(ours):
     both = ours[1].merge(committed, on=["benchmark", "method"], suffixes=("", "_committed"))
     stale = both[both.n_settings_tried > both.n_settings_tried_committed]
     assert stale.empty, f"results/table1.csv is older than results/records for {list(zip(stale.benchmark, stale.method))}"
-    same = both[both.n_settings_tried == both.n_settings_tried_committed]
+    same = both[(both.n_settings_tried == both.n_settings_tried_committed) & (both.n_seeds == both.n_seeds_committed)]
     if same.empty:
         pytest.skip("no Table 1 grid is fully in the records yet")
     assert list(same.setting) == list(same.setting_committed)
@@ -68,14 +68,15 @@ def test_coverage_statuses(tmp_path):
     t23 = pd.DataFrame({"benchmark": ["M0", "M0", "M0", "M0"], "method": ["vsgd_l", "sgd", "adagrad", "smd"],
                         "n_seeds": [10, 10, 10, 3]})
     t23.to_csv(tmp_path / "table2.csv", index=False)
-    pd.DataFrame({"benchmark": ["M0"], "method": ["sgd"], "n_settings_tried": [68]}).to_csv(tmp_path / "table1.csv",
-                                                                                          index=False)
+    pd.DataFrame({"benchmark": ["M0", "M0"], "method": ["sgd", "smd"], "n_settings_tried": [68, 1],
+                  "n_seeds": [2, 2]}).to_csv(tmp_path / "table1.csv", index=False)
     pd.DataFrame({"benchmark": ["M0", "M0", "M0"], "method": ["sgd", "smd", "sgd"], "seeds": [10, 3, np.nan],
                   "seconds_per_seed": [12.0, 20.0, np.nan], "seconds": [np.nan, np.nan, 680.0],
                   "settings": [np.nan, np.nan, 68]}).to_csv(tmp_path / "wall_time.csv", index=False)
     ours = {2: pd.DataFrame({"benchmark": ["M0", "M0", "M0", "M0"], "method": ["vsgd_l", "sgd", "smd", "dog"],
                              "n_seeds": [10, 4, 5, 2]}),
-            1: pd.DataFrame({"benchmark": ["M0"], "method": ["sgd"], "n_settings_tried": [60]})}
+            1: pd.DataFrame({"benchmark": ["M0", "M0"], "method": ["sgd", "smd"], "n_settings_tried": [60, 1],
+                             "n_seeds": [2, 1]})}
     pd.DataFrame({"benchmark": ["M1", "M1"], "optimizer": ["dog", "dog"], "variant": ["fast", "fast+compile"],
                   "updates_per_s_wall": [100.0, 200.0], "steps_per_member": [360000, 360000]}).to_csv(
         tmp_path / "micro.csv", index=False)
@@ -92,11 +93,12 @@ def test_coverage_statuses(tmp_path):
     assert df.loc[("2/3", "M1", "dog"), "cpu_s_target"] == pytest.approx(10 * 1800.0)  # the runner's path's rate
     assert df.loc[("2/3", "M1", "dog"), "estimated"] and not df.loc[("2/3", "M0", "sgd"), "estimated"]
     assert df.loc[("1", "M0", "sgd"), "status"] == "partial"
+    assert df.loc[("1", "M0", "smd"), "status"] == "partial"  # its one setting, with one of two seeds
     assert df.loc[("1", "M0", "sgd"), "cpu_s_restore"] == pytest.approx(8 * 10.0)
     assert df.loc[("2/3", "M0", "smd"), "command"].endswith("experiment=table2 benchmark=m0 optimizer=smd seeds=3")
     assert "## " not in coverage.markdown(df.reset_index())  # renders
     lost = coverage.lost_cells(ours, tmp_path)  # what writing `ours` over the tables in tmp_path would lose
-    assert sorted(zip(lost.table, lost.method)) == [("1", "sgd"), ("2/3", "adagrad"), ("2/3", "sgd")]
+    assert sorted(zip(lost.table, lost.method)) == [("1", "sgd"), ("1", "smd"), ("2/3", "adagrad"), ("2/3", "sgd")]
     assert coverage.lost_cells({1: pd.DataFrame()}, tmp_path / "none").empty
     cmds = coverage.restore_commands(df.reset_index())  # partial and missing cells only, cheapest first
     assert [c.split("benchmark=m0 ")[1] for c in cmds] == ["optimizer=sgd seeds=10", "optimizer=sgd",
