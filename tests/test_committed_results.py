@@ -101,5 +101,6 @@ def test_coverage_statuses(tmp_path):
     assert sorted(zip(lost.table, lost.method)) == [("1", "sgd"), ("1", "smd"), ("2/3", "adagrad"), ("2/3", "sgd")]
     assert coverage.lost_cells({1: pd.DataFrame()}, tmp_path / "none").empty
     cmds = coverage.restore_commands(df.reset_index())  # partial and missing cells only, cheapest first
-    assert [c.split("benchmark=m0 ")[1] for c in cmds] == ["optimizer=sgd seeds=10", "optimizer=sgd",
+    assert [c.split("benchmark=m0 ")[1] for c in cmds] == ["optimizer=smd seeds=3",  # Table 1's row: its 2/3 cell's
+                                                           "optimizer=sgd seeds=10", "optimizer=sgd",
                                                            "optimizer=adagrad seeds=10"]
