@@ -104,7 +104,7 @@ case "$target" in
     status=0
     "$PY" -m analysis.coverage --commands | sed "s|^python |$PY |; s|\$| $*|" \
       | xargs -d '\n' -P "${JOBS:-2}" -I{} sh -c 'echo "[reproduce] $(date -u +%H:%M:%S) {}"; {}' || status=$?
-    "$PY" -m analysis.coverage --write | head -12
+    "$PY" -m analysis.coverage --write
     exit "$status" ;;
   test)
     PY="$(find_python)"

@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.commands:
         print("\n".join(restore_commands(coverage(tables_from_records(args.records), args.results))))
         return 0
-    if args.write:
+    if args.write:  # the totals only; the cells are in the file
         path, md = write(args.records, args.results)
-        print(md, end="")
+        print("".join(line + "\n" for line in md.splitlines() if line.startswith(("- ", "  "))), end="")
         print(f"wrote {path}")
     else:
         print(markdown(coverage(tables_from_records(args.records), args.results)), end="")
