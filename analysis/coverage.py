@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import common, tables
+from analysis import common, tables, wall_time
 from analysis.common import label
+from analysis.wall_time import PAPER_SEEDS  # Tables 2, 3: "averaged over 10 runs"
 
-PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
 THROUGHPUT = common.PROJECT_ROOT / "benchmarks" / "beyond_throughput.csv"
 STATUS_ORDER = ("stale", "partial", "missing", "new", "not run", "covered")
 EXPECTED = ("vsgd_fd", *common.BEYOND_METHODS)  # Tables 2+/3+ on every benchmark (issue 9)
@@ -144,7 +144,7 @@ def command(table: str, benchmark: str, method: str, target: float) -> str:
 
 
 def _hours(s: float) -> str:
-    return "?" if np.isnan(s) else ("–" if s == 0 else f"{s / 3600:.1f} h" if s >= 5400 else f"{s / 60:.0f} min")
+    return "?" if np.isnan(s) else "–" if s == 0 else wall_time._hours(s)
 
 
 
