@@ -1,6 +1,6 @@
 """Which cells of the committed tables the committed per-member records back, and what is left to run.
 
-    python -m analysis.coverage [--records results/records] [--results results] [--write | --commands]
+    python -m analysis.coverage [--records results/records] [--results results] [--write | --commands | --commit]
 
 The committed tables (``results/table{1,2,3}.csv``) were written by ``python -m analysis`` from a store;
 ``results/records/`` is the committed copy of the store (docs/architecture.md). This computes Tables 1-3
@@ -23,6 +23,8 @@ per grid member): an estimate, labelled as such. Cells no run has measured take 
 ``benchmarks/beyond_throughput.csv`` where it has one (marked ≈), else ``?``.
 ``--commands`` prints the commands that restore what is missing, cheapest first. ``--write`` writes
 ``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
+``--commit`` writes it and git-commits it with the records, while runs go on
+(``./reproduce.sh restore`` in the background, a commit every half hour);
 ``tests/test_committed_results.py`` checks that file is current and that every covered cell has the
 committed numbers.
 """
@@ -30,6 +32,7 @@ committed numbers.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -207,6 +210,49 @@ def write(records: Path, results_dir: Path) -> tuple[Path, str]:
     return results.write_atomic(Path(results_dir) / "coverage.md", md), md
 
 
+def _stamp(records: Path) -> list[tuple[str, int, int]]:
+    """What changes when a run adds members to the records (they are rewritten by an atomic rename)."""
+    return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in Path(records).glob("*/*.jsonl"))
+
+
+def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
+    """Rewrite <results_dir>/coverage.md for the records and commit the two (those paths only, whatever else
+    is staged) in the git repository that holds them; return the commit message, or None when neither
+    changed. Runs may add members meanwhile (``./reproduce.sh restore``): the report is written again until
+    the records stood still while it was computed, so the commit never pairs records with an older report."""
+    records, results_dir = Path(records).resolve(), Path(results_dir).resolve()
+    for _ in range(tries):
+        before = _stamp(records)
+        df = coverage(tables_from_records(records), results_dir)
+        if _stamp(records) == before:
+            break
+    else:
+        raise RuntimeError(f"{records} changed during each of {tries} attempts to write coverage.md; "
+                           "run `python -m analysis.coverage --commit` again (or once the runs are done)")
+    from experiments import results
+
+    path = results.write_atomic(results_dir / "coverage.md", markdown(df))
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(results_dir), *args], check=True, capture_output=True,
+                                  text=True).stdout
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"`git {' '.join(args)}` failed in {results_dir}: {exc.stderr.strip()}") from None
+
+    git("add", "--", str(records), str(path))
+    changed = git("diff", "--cached", "--name-only", "--", str(records), str(path)).split()
+    if not changed:
+        return None
+    cells = sorted({"/".join(Path(f).parts[-2:]).removesuffix(".jsonl") for f in changed if f.endswith(".jsonl")})
+    committed = df[~df.status.isin(["not run", "new"])]
+    msg = (f"records: {', '.join(cells) or 'coverage.md only'}; {int((committed.status == 'covered').sum())} of "
+           f"{len(committed)} committed cells backed, about {df.cpu_s_restore.sum() / 3600:.1f} CPU-hours to "
+           "restore the rest")
+    git("commit", "-q", "-m", msg, "--", str(records), str(path))
+    return msg
+
+
 def main(argv: list[str] | None = None) -> int:
     from experiments import results
 
@@ -217,7 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="write <results>/coverage.md")
     ap.add_argument("--commands", action="store_true",
                     help="print only the commands that restore the cells not backed, cheapest first (a shell script)")
+    ap.add_argument("--commit", action="store_true",
+                    help="write <results>/coverage.md and git-commit it with the records (those paths only)")
     args = ap.parse_args(argv)
+    if args.commit:
+        msg = commit(args.records, args.results)
+        print(f"committed: {msg}" if msg else "nothing to commit: the records and coverage.md are as committed")
+        return 0
     if args.commands:
         print("\n".join(restore_commands(coverage(tables_from_records(args.records), args.results))))
         return 0

@@ -367,21 +367,23 @@ def _tex(s: str) -> str:
     return str(s).replace("_", r"\_").replace("#", r"\#").replace("%", r"\%")
 
 
-def write_all(inp: Inputs, out: Path) -> list[Path]:
-    """Write results/table{1,2,3}.{md,tex,csv}; returns the files written."""
+def write_all(inp: Inputs, out: Path, t1: pd.DataFrame | None = None,
+              tabs: dict[int, pd.DataFrame] | None = None) -> list[Path]:
+    """Write results/table{1,2,3}.{md,tex,csv}; returns the files written. ``t1`` and ``tabs`` (Table 1 and
+    ``{2: table23(inp, "train", t1), 3: ...}``), when the caller has computed them already, are not computed again."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if inp.df.empty:
         log.warning("the store holds no records: no tables written")
         return written
-    t1 = table1(inp)
+    t1 = table1(inp) if t1 is None else t1
     if t1.empty:
         log.warning("no tuned method (SGD, AdaGrad, ...) in the store: Table 1 skipped")
     else:
         written += _write(out / "table1", t1, table1_markdown(t1), table1_latex(t1))
     for number, split in SPLITS.items():
-        t = table23(inp, split, t1)
+        t = table23(inp, split, t1) if tabs is None else tabs[number]
         if t.empty:
             log.warning("no records for Table %d", number)
             continue

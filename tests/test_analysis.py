@@ -196,6 +196,17 @@ def test_written_tables(inp, tmp_path):
     assert "†" in (tmp_path / "table3.md").read_text()  # C0 is on the approximate copy in the fixture
 
 
+def test_written_tables_from_precomputed(inp, tmp_path):
+    """python -m analysis hands write_all the tables it computed already: the files are the same."""
+    tables.write_all(inp, tmp_path / "fresh")
+    t1 = tables.table1(inp)
+    tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()}
+    paths = tables.write_all(inp, tmp_path / "given", t1, tabs)
+    assert len(paths) == 9
+    for p in paths:
+        assert p.read_bytes() == (tmp_path / "fresh" / p.name).read_bytes()
+
+
 # -- fidelity -----------------------------------------------------------------------------------
 def test_t_interval_matches_scipy():
     x = np.array([7.4, 7.6, 7.5, 7.7, 7.3])

@@ -104,3 +104,51 @@ def test_coverage_statuses(tmp_path):
     assert [c.split("benchmark=m0 ")[1] for c in cmds] == ["optimizer=smd seeds=3",  # Table 1's row: its 2/3 cell's
                                                            "optimizer=sgd seeds=10", "optimizer=sgd",
                                                            "optimizer=adagrad seeds=10"]
+
+
+def test_commit_records_with_their_report(tmp_path, monkeypatch):
+    """--commit: the records and the coverage.md computed from them land in one commit (those paths only)."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    res, rec = repo / "results", repo / "results" / "records"
+    for name in ("table1.csv", "table2.csv", "table3.csv", "wall_time.csv"):
+        (res / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "results" / name, res / name)
+    (rec / "M0").mkdir(parents=True)
+    shutil.copy(ROOT / "results" / "records" / "M0" / "vsgd_l.jsonl", rec / "M0")
+    lines = (rec / "M0" / "vsgd_l.jsonl").read_text().splitlines(keepends=True)
+    (rec / "M0" / "vsgd_l.jsonl").write_text("".join(lines[:-1]))  # a run will add the last member
+    (repo / "other.txt").write_text("staged, not part of the records commit\n")
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start")
+    git("add", "other.txt")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "t"), monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@t")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "t"), monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@t")
+
+    msg = coverage.commit(rec, res)
+    assert msg.startswith("records: M0/") and "committed cells backed" in msg
+    files = git("show", "--name-only", "--format=", "HEAD").split()
+    assert "results/coverage.md" in files and "results/records/M0/vsgd_l.jsonl" in files
+    assert "other.txt" not in files and git("diff", "--cached", "--name-only").split() == ["other.txt"]
+    assert "| M0 | vSGD-l | seeds | 10 | 9 | partial |" in (res / "coverage.md").read_text()
+
+    (rec / "M0" / "vsgd_l.jsonl").write_text("".join(lines))  # the run finished its member
+    assert coverage.commit(rec, res).startswith("records: M0/vsgd_l; ")
+    assert "| M0 | vSGD-l | seeds | 10 | 10 | covered |" in (res / "coverage.md").read_text()
+    assert coverage.commit(rec, res) is None  # nothing new
+
+    real = coverage.tables_from_records
+
+    def busy(records):  # a run adds members while every report is computed
+        (rec / "M0" / "vsgd_l.jsonl").write_text("".join(lines) + lines[0])
+        return real(records)
+
+    monkeypatch.setattr(coverage, "tables_from_records", busy)
+    with pytest.raises(RuntimeError, match="changed during each of 2 attempts"):
+        coverage.commit(rec, res, tries=2)
