@@ -22,8 +22,8 @@ from experiments.data import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "results" / "figures"
 STYLE = {  # method name -> matplotlib style; vSGD red circles and the oracle black dashes, as in the paper
-    "vsgd": dict(color="tab:red", marker="o", markersize=3, markevery=0.04, lw=1.2, label="vSGD"),
-    "oracle": dict(color="black", ls="--", lw=1.4, label="oracle (eq. 5)"),
+    "vsgd": {"color": "tab:red", "marker": "o", "markersize": 3, "markevery": 0.04, "lw": 1.2, "label": "vSGD"},
+    "oracle": {"color": "black", "ls": "--", "lw": 1.4, "label": "oracle (eq. 5)"},
 }
 PALETTE = ["tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:olive"]
 
@@ -32,7 +32,7 @@ def _style(name: str, i: int) -> dict:
     if name in STYLE:
         return STYLE[name]
     label = name.replace("sgd_", "SGD ").replace("/t", "/t")
-    return dict(color=PALETTE[i % len(PALETTE)], lw=1.0, label=label)
+    return {"color": PALETTE[i % len(PALETTE)], "lw": 1.0, "label": label}
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -151,8 +151,8 @@ def supp_fig2(arrays, out: Path) -> list[Path]:
         else:
             ax_t.plot([], [], color=st["color"], ls=st.get("ls", "-"), label=st["label"])
     ax_t.plot([0], [0], "k*", ms=10, label="θ*")
-    ax_t.set_xlabel("θ₁ (curvature %g)" % h[0])
-    ax_t.set_ylabel("θ₂ (curvature %g)" % h[1])
+    ax_t.set_xlabel(f"θ₁ (curvature {h[0]:g})")
+    ax_t.set_ylabel(f"θ₂ (curvature {h[1]:g})")
     ax_t.set_title(f"One run, {arrays[f'{methods[0]}/rate'].shape[0]} steps, noise σ = {sigma.tolist()}", fontsize=10)
     ax_t.legend(fontsize=8, loc="lower right")
     for i, m in enumerate(methods):

@@ -24,9 +24,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 def _job(bench: str, rule: str, K: int, seconds: float, ready, go, out) -> None:
     import torch
+    from throughput import bench_spec, ensemble_stepper
 
     from experiments.malloc import keep_freed_memory
-    from throughput import bench_spec, ensemble_stepper
 
     torch.set_num_threads(1)
     keep_freed_memory()

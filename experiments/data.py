@@ -116,7 +116,7 @@ def load_mnist(root: str | Path | None = None) -> Dataset:
     if missing:
         try:
             _download_mnist(root)
-        except Exception as exc:  # no network here, or a failed download: one clear error
+        except Exception as exc:  # noqa: BLE001 - no network here, or a failed download: one clear error
             raise DataError(
                 f"MNIST file {missing[0]} is missing and could not be downloaded ({type(exc).__name__}). "
                 f"Put the four uncompressed idx files ({', '.join(MNIST_FILES)}) in {raw}, "
@@ -129,7 +129,7 @@ def load_mnist(root: str | Path | None = None) -> Dataset:
         test = torchvision.datasets.MNIST(str(root), train=False, download=False)
         x_train, y_train = train.data.numpy().reshape(len(train.data), -1), train.targets.numpy()
         x_test, y_test = test.data.numpy().reshape(len(test.data), -1), test.targets.numpy()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever torchvision raises on bad files: one DataError
         raise DataError(
             f"MNIST files in {raw} could not be read ({type(exc).__name__}: {exc}). They may be truncated or corrupt: "
             f"check them with `md5sum -c {raw / 'MD5SUMS'}` (if present) or replace them with the original idx files."
@@ -161,7 +161,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except FileNotFoundError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the pickle reader raises on bad files: one DataError
         raise DataError(
             f"CIFAR-10 file {path} could not be read ({type(exc).__name__}); it may be truncated or corrupt. "
             "Replace it with data_batch_1 / test_batch from the CIFAR-10 python archive (cifar-10-python.tar.gz)."
@@ -189,7 +189,7 @@ def load_cifar_batch1(root: str | Path | None = None) -> Dataset:
         try:
             _download_cifar(root)
             folder = find_cifar_folder(root)
-        except Exception:
+        except Exception:  # noqa: BLE001 - no folder found: the error below names the paths tried
             folder = None
     if folder is None:
         raise DataError(

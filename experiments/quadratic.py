@@ -274,15 +274,15 @@ def ablation_table(df) -> str:
     g = df.groupby(["period", "jump", "method"], sort=False)
     cols = ["time_avg_median_loss", "time_avg_mean_loss", "pre_jump_median_loss"]
     agg = g[cols].agg(["mean", "std"])
-    lines = ["| period | jump / sigma | method | time-avg of median loss | time-avg of mean loss | median loss just "
-             "before a jump |", "|---|---|---|---|---|---|"]
+    lines = [("| period | jump / sigma | method | time-avg of median loss | time-avg of mean loss | median loss just "
+              "before a jump |"), "|---|---|---|---|---|---|"]
     for (period, jump, m), r in agg.iterrows():
         cells = " | ".join(f"{r[(c, 'mean')]:.3g} +- {r[(c, 'std')]:.2g}" for c in cols)
         lines.append(f"| {period} | {jump:g} | {m} | {cells} |")
     if "recovery_steps_median" in df:
         v = df.dropna(subset=["recovery_steps_median"]).groupby(["period", "jump", "method"], sort=False)
-        lines += ["", "| period | jump / sigma | method | steps until the rate is within the factor of the oracle's "
-                  "(median over runs and jumps; mean over seeds) | never within the period | median tau at the jump |",
+        lines += ["", ("| period | jump / sigma | method | steps until the rate is within the factor of the oracle's "
+                       "(median over runs and jumps; mean over seeds) | never within the period | median tau at the jump |"),
                   "|---|---|---|---|---|---|"]
         for (period, jump, m), r in v[["recovery_steps_median", "recovery_never_frac", "tau_at_jump_median"]].mean().iterrows():
             lines.append(f"| {period} | {jump:g} | {m} | {r['recovery_steps_median']:.1f} | "

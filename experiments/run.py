@@ -274,7 +274,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
 
     chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, trainer.fused, dtype, device, len(todo))
     n_chunks = math.ceil(len(todo) / chunk)
-    steps = int(round(data.n_train * epochs))
+    steps = round(data.n_train * epochs)
     bar = _progress_bar(cfg, f"{bench.name} {name}", steps * len(todo))
     job_start = time.perf_counter()
     failures: list = []

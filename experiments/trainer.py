@@ -54,9 +54,9 @@ class MemberResult:
 
 def checkpoint_steps(n_train: int, epochs: float) -> list[int]:
     """Log-spaced checkpoints (every power of two of an epoch from 1/64) plus every epoch end."""
-    total = int(round(n_train * epochs))
-    steps = {int(round(n_train * 2.0**-j)) for j in range(1, 7)}
-    steps |= {n_train * e for e in range(1, int(math.ceil(epochs)) + 1)}
+    total = round(n_train * epochs)
+    steps = {round(n_train * 2.0**-j) for j in range(1, 7)}
+    steps |= {n_train * e for e in range(1, math.ceil(epochs) + 1)}
     steps.add(total)
     return sorted(s for s in steps if 0 < s <= total)
 
@@ -196,7 +196,7 @@ def lockstep(
     order_gens = [torch.Generator().manual_seed(int(m.seed) + ORDER_SEED_OFFSET) for m in members]
     rows = list(range(K))  # the original index of each row still in the trainer's tensors
     dead: set[int] = set()
-    total_steps = int(round(N * epochs))
+    total_steps = round(N * epochs)
     checkpoints = set(checkpoint_steps(N, epochs))
     curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
     final: dict[int, tuple[float, float, float, float, bool, int | None]] = {}

@@ -361,7 +361,7 @@ def test_store_of_only_hyperparameter_free_records(tmp_path):
     df = common.prepare(results.load(store))
     assert df.setting.tolist() == [(), (), ()]
     assert common.setting_text(df.setting.iloc[0]) == "(defaults)"
-    written, failed = run_analysis(store, tmp_path / "out")
+    _, failed = run_analysis(store, tmp_path / "out")
     assert failed == []
     row = pd.read_csv(tmp_path / "out" / "table3.csv").set_index("method").loc["adam"]
     assert (row.n_seeds, row.setting, row.n_settings) == (3, "(defaults)", 1)

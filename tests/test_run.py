@@ -75,7 +75,7 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
 
 def test_cli_prints_one_line_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.run", "seeds=0", f"store={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: seeds=0") and "Traceback" not in proc.stderr
 
@@ -96,7 +96,7 @@ def test_kill_9_loses_nothing_and_runs_nothing_twice(tmp_path):
     assert 2 <= len(before) < 6, "the kill should land mid-run"
     for text in before.values():
         json.loads(text)  # every record on disk is complete
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300).stdout
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False).stdout
     assert f"{len(before)} already in the store" in out and f"{6 - len(before)} to train" in out
     after = {p.name: p.read_text() for p in tmp_path.glob("*/*/[!.]*.json")}
     assert len(after) == 6

@@ -82,7 +82,7 @@ def test_compiled_generic_step_equals_eager(tiny_data, name, members):
     from experiments import trainer
 
     rule = get_rule(name)
-    kw = dict(epochs=1.5, dtype=torch.float64)
+    kw = {"epochs": 1.5, "dtype": torch.float64}
     old = trainer.CHECK_EVERY
     try:
         trainer.CHECK_EVERY = 16

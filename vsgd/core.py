@@ -39,6 +39,7 @@ Rules never modify their inputs in place; the caller applies the updates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,7 @@ class HyperParam:
                 + f". Fix the value, e.g. optimizer.{name}={self.default:g}."
             )
         ok_low = value >= self.low if self.low_inclusive else value > self.low
-        if not (ok_low and value <= self.high) or value != value:
+        if not (ok_low and value <= self.high) or math.isnan(value):
             bound = ">=" if self.low_inclusive else ">"
             raise ValueError(
                 f"Invalid {rule} hyper-parameter {name}={value!r}: it must be {bound} {self.low}"
