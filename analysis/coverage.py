@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -220,18 +221,10 @@ def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
     is staged) in the git repository that holds them; return the commit message, or None when neither
     changed. Runs may add members meanwhile (``./reproduce.sh restore``): the report is written again until
     the records stood still while it was computed, so the commit never pairs records with an older report."""
-    records, results_dir = Path(records).resolve(), Path(results_dir).resolve()
-    for _ in range(tries):
-        before = _stamp(records)
-        df = coverage(tables_from_records(records), results_dir)
-        if _stamp(records) == before:
-            break
-    else:
-        raise RuntimeError(f"{records} changed during each of {tries} attempts to write coverage.md; "
-                           "run `python -m analysis.coverage --commit` again (or once the runs are done)")
     from experiments import results
 
-    path = results.write_atomic(results_dir / "coverage.md", markdown(df))
+    records, results_dir = Path(records).resolve(), Path(results_dir).resolve()
+    path = results_dir / "coverage.md"
 
     def git(*args: str) -> str:
         try:
@@ -240,7 +233,16 @@ def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"`git {' '.join(args)}` failed in {results_dir}: {exc.stderr.strip()}") from None
 
-    git("add", "--", str(records), str(path))
+    for _ in range(tries):  # records unchanged from before the report until after they are staged
+        before = _stamp(records)
+        df = coverage(tables_from_records(records), results_dir)
+        results.write_atomic(path, markdown(df))
+        git("add", "--", str(records), str(path))
+        if _stamp(records) == before:
+            break
+    else:
+        raise RuntimeError(f"{records} changed during each of {tries} attempts to write coverage.md; "
+                           "run `python -m analysis.coverage --commit` again (or once the runs are done)")
     changed = git("diff", "--cached", "--name-only", "--", str(records), str(path)).split()
     if not changed:
         return None
@@ -267,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="write <results>/coverage.md and git-commit it with the records (those paths only)")
     args = ap.parse_args(argv)
     if args.commit:
-        msg = commit(args.records, args.results)
+        try:
+            msg = commit(args.records, args.results)
+        except RuntimeError as exc:  # records busy, or git refused: one line, nothing committed
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(f"committed: {msg}" if msg else "nothing to commit: the records and coverage.md are as committed")
         return 0
     if args.commands:

@@ -106,7 +106,7 @@ def test_coverage_statuses(tmp_path):
                                                            "optimizer=adagrad seeds=10"]
 
 
-def test_commit_records_with_their_report(tmp_path, monkeypatch):
+def test_commit_records_with_their_report(tmp_path, monkeypatch, capsys):
     """--commit: the records and the coverage.md computed from them land in one commit (those paths only)."""
     import shutil
     import subprocess
@@ -152,3 +152,5 @@ def test_commit_records_with_their_report(tmp_path, monkeypatch):
     monkeypatch.setattr(coverage, "tables_from_records", busy)
     with pytest.raises(RuntimeError, match="changed during each of 2 attempts"):
         coverage.commit(rec, res, tries=2)
+    assert coverage.main(["--commit", "--records", str(rec), "--results", str(res)]) == 1  # one line, no traceback
+    assert capsys.readouterr().err.startswith(f"error: {rec} changed during each of 5 attempts")
