@@ -81,7 +81,7 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
                         "`git checkout %s` brings committed files back.", out, len(lost),
                         ", ".join(f"{b} {m}" for b, m in zip(lost.benchmark[:6], lost.method[:6])),
                         ", ..." if len(lost) > 6 else "", out)
-        written += tables.write_all(inp, out, t1, tabs or None)
+        written += tables.write_all(inp, out, t1, tabs)
         written += fidelity.write_all(tabs, out)
         written += wall_time.write_all(inp, out, t1)
         if records is not None:  # which of the tables just written the committed records back

@@ -203,12 +203,13 @@ def restore_commands(df: pd.DataFrame) -> list[str]:
     return list(cost.sort_values(kind="stable").index)
 
 
-def write(records: Path, results_dir: Path) -> tuple[Path, str]:
-    """Write <results_dir>/coverage.md for the records folder; return its path and text."""
+def write(records: Path, results_dir: Path) -> tuple[Path, str, pd.DataFrame]:
+    """Write <results_dir>/coverage.md for the records folder; return its path, its text and the cells."""
     from experiments import results
 
-    md = markdown(coverage(tables_from_records(records), Path(results_dir)))
-    return results.write_atomic(Path(results_dir) / "coverage.md", md), md
+    df = coverage(tables_from_records(records), Path(results_dir))
+    md = markdown(df)
+    return results.write_atomic(Path(results_dir) / "coverage.md", md), md, df
 
 
 def _stamp(records: Path) -> list[tuple[str, int, int]]:
@@ -221,10 +222,7 @@ def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
     is staged) in the git repository that holds them; return the commit message, or None when neither
     changed. Runs may add members meanwhile (``./reproduce.sh restore``): the report is written again until
     the records stood still while it was computed, so the commit never pairs records with an older report."""
-    from experiments import results
-
     records, results_dir = Path(records).resolve(), Path(results_dir).resolve()
-    path = results_dir / "coverage.md"
 
     def git(*args: str) -> str:
         try:
@@ -235,8 +233,7 @@ def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
 
     for _ in range(tries):  # records unchanged from before the report until after they are staged
         before = _stamp(records)
-        df = coverage(tables_from_records(records), results_dir)
-        results.write_atomic(path, markdown(df))
+        path, _, df = write(records, results_dir)
         git("add", "--", str(records), str(path))
         if _stamp(records) == before:
             break
@@ -280,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(restore_commands(coverage(tables_from_records(args.records), args.results))))
         return 0
     if args.write:  # the totals only; the cells are in the file
-        path, md = write(args.records, args.results)
+        path, md, _ = write(args.records, args.results)
         print("".join(line + "\n" for line in md.splitlines() if line.startswith(("- ", "  "))), end="")
         print(f"wrote {path}")
     else:
