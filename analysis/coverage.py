@@ -214,14 +214,17 @@ def write(records: Path, results_dir: Path) -> tuple[Path, str, pd.DataFrame]:
 
 def _stamp(records: Path) -> list[tuple[str, int, int]]:
     """What changes when a run adds members to the records (they are rewritten by an atomic rename)."""
-    return sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in Path(records).glob("*/*.jsonl"))
+    stats = ((str(p), p.stat()) for p in Path(records).glob("*/*.jsonl"))
+    return sorted((name, st.st_mtime_ns, st.st_size) for name, st in stats)
 
 
 def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
     """Rewrite <results_dir>/coverage.md for the records and commit the two (those paths only, whatever else
     is staged) in the git repository that holds them; return the commit message, or None when neither
-    changed. Runs may add members meanwhile (``./reproduce.sh restore``): the report is written again until
-    the records stood still while it was computed, so the commit never pairs records with an older report."""
+    changed. Runs may add members meanwhile (``./reproduce.sh restore``): the report is written and staged
+    again until the records stood still from before it was computed until they were staged, so the commit
+    never pairs records with an older report. After ``tries`` busy attempts it raises and commits nothing
+    (the last attempt's paths stay staged; the next call commits them with a fresh report)."""
     records, results_dir = Path(records).resolve(), Path(results_dir).resolve()
 
     def git(*args: str) -> str:
