@@ -33,6 +33,9 @@ results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs
   restore    re-run what results/records/ lacks of the committed tables (results/coverage.md lists
              it), cheapest first, JOBS=2 at once; then rewrite results/coverage.md. No analysis:
              `git add results/records results/coverage.md` keeps the runs   estimated in coverage.md
+  complete   once restore has backed every committed cell: bring every Table 2/3 cell to the paper's
+             10 seeds (C1, M2, and the M2 cells never run), cheapest first, JOBS=2 at once; then rewrite
+             results/coverage.md. Afterwards `python -m analysis` rewrites the tables   estimated in coverage.md
   setup      create .venv with the pinned torch and the project (python3 -m venv)        measured: ~4 min
   test       the test suite (pytest; creates .venv first when missing); extra args go to pytest
 
@@ -99,11 +102,15 @@ case "$target" in
   -h|--help|help) usage; exit 0 ;;
   "") usage >&2; echo "error: no target given; choose one of the targets above." >&2; exit 2 ;;
   setup) setup; exit 0 ;;
-  restore)  # one job per cell, JOBS in parallel (two single-thread jobs: 1.5-2x here, docs/architecture.md)
+  restore|complete)  # one job per cell, JOBS in parallel (two single-thread jobs: 1.5-2x here, docs/architecture.md)
     PY="$(find_python)"
     status=0
-    "$PY" -m analysis.coverage --commands | sed "s|^python |$PY |; s|\$| $*|" \
-      | xargs -d '\n' -P "${JOBS:-2}" -I{} sh -c 'echo "[reproduce] $(date -u +%H:%M:%S) {}"; {}' || status=$?
+    flags=(--commands); [[ "$target" == complete ]] && flags+=(--to-target)
+    cmds="$("$PY" -m analysis.coverage "${flags[@]}")" || exit 1  # complete before restore: one error line
+    if [[ -n "$cmds" ]]; then
+      printf '%s\n' "$cmds" | sed "s|^python |$PY |; s|\$| $*|" \
+        | xargs -d '\n' -P "${JOBS:-2}" -I{} sh -c 'echo "[reproduce] $(date -u +%H:%M:%S) {}"; {}' || status=$?
+    fi
     "$PY" -m analysis.coverage --write
     exit "$status" ;;
   test)

@@ -1,6 +1,6 @@
 """Which cells of the committed tables the committed per-member records back, and what is left to run.
 
-    python -m analysis.coverage [--records results/records] [--results results] [--write | --commands | --commit]
+    python -m analysis.coverage [--records results/records] [--results results] [--write | --commands [--to-target] | --commit]
 
 The committed tables (``results/table{1,2,3}.csv``) were written by ``python -m analysis`` from a store;
 ``results/records/`` is the committed copy of the store (docs/architecture.md). This computes Tables 1-3
@@ -21,7 +21,8 @@ A cell is ``covered`` (the records have exactly the table's members), ``partial`
 CPU time still to run is estimated from ``results/wall_time.csv`` (the committed measured cost per seed,
 per grid member): an estimate, labelled as such. Cells no run has measured take the microbenchmark rate of
 ``benchmarks/beyond_throughput.csv`` where it has one (marked ≈), else ``?``.
-``--commands`` prints the commands that restore what is missing, cheapest first. ``--write`` writes
+``--commands`` prints the commands that restore what is missing, cheapest first; ``--commands --to-target``,
+once nothing is missing, those that bring every Table 2/3 cell to 10 seeds. ``--write`` writes
 ``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
 ``--commit`` writes it and git-commits it with the records, while runs go on
 (``./reproduce.sh restore`` in the background, a commit every half hour);
@@ -169,7 +170,7 @@ def markdown(df: pd.DataFrame) -> str:
            f"- to restore every committed cell: about {df.cpu_s_restore.sum() / 3600:.1f} CPU-hours",
            "- commands restore a committed cell at its own seeds: a cell with more seeds in the records than in",
            "  the table is stale, and `python -m analysis` rewrites every table from the records, so raise seeds",
-           "  (`seeds=10` resumes) only once every cell is covered.",
+           "  (`./reproduce.sh complete`: it refuses until then) only once every cell is covered.",
            f"- to bring every Table 2/3 cell to the paper's {PAPER_SEEDS} seeds (and restore Table 1): about "
            f"{df.cpu_s_target.sum() / 3600:.1f} CPU-hours"
            + (f" ({micro.cpu_s_target.sum() / 3600:.1f} of them for {len(micro)} cells never run, marked ≈: "
@@ -201,6 +202,23 @@ def restore_commands(df: pd.DataFrame) -> list[str]:
     todo = df[df.status.isin(["missing", "partial"])]
     cost = todo.groupby("command", sort=False).cpu_s_restore.max()
     return list(cost.sort_values(kind="stable").index)
+
+
+def target_commands(df: pd.DataFrame) -> list[str]:
+    """The commands that bring every Table 2/3 cell to its target seeds (the paper's 10), cheapest first and
+    cells of unknown cost last, once each. Only once every committed cell is backed: a raised cell is stale
+    until ``python -m analysis`` rewrites the tables from the records, which it can do without losing a
+    cell only when none is missing or partial. Raises ValueError naming those cells otherwise."""
+    behind = df[df.status.isin(["missing", "partial"])]
+    if len(behind):
+        cells = ", ".join(f"{r.benchmark} {label(r.method)} (Table {r.table})" for r in behind.itertuples())
+        raise ValueError(f"{len(behind)} committed cells are not backed by the records yet: {cells}. Run "
+                         "`./reproduce.sh restore` first (then `python -m analysis`): a table with raised seeds "
+                         "cannot be regenerated while they are missing.")
+    todo = df[(df.table == "2/3") & (df.records < df.target)]
+    cost = pd.Series(todo.cpu_s_target.fillna(np.inf).to_numpy(),
+                     index=[command("2/3", r.benchmark, r.method, r.target) for r in todo.itertuples()])
+    return list(cost.groupby(level=0, sort=False).max().sort_values(kind="stable").index)
 
 
 def write(records: Path, results_dir: Path) -> tuple[Path, str, pd.DataFrame]:
@@ -248,9 +266,10 @@ def commit(records: Path, results_dir: Path, tries: int = 5) -> str | None:
         return None
     cells = sorted({"/".join(Path(f).parts[-2:]).removesuffix(".jsonl") for f in changed if f.endswith(".jsonl")})
     committed = df[~df.status.isin(["not run", "new"])]
+    left = (f"about {df.cpu_s_restore.sum() / 3600:.1f} CPU-hours to restore the rest" if df.cpu_s_restore.sum()
+            else f"about {df.cpu_s_target.sum() / 3600:.1f} CPU-hours to bring every cell to {PAPER_SEEDS} seeds")
     msg = (f"records: {', '.join(cells) or 'coverage.md only'}; {int((committed.status == 'covered').sum())} of "
-           f"{len(committed)} committed cells backed, about {df.cpu_s_restore.sum() / 3600:.1f} CPU-hours to "
-           "restore the rest")
+           f"{len(committed)} committed cells backed, {left}")
     git("commit", "-q", "-m", msg, "--", str(records), str(path))
     return msg
 
@@ -265,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="write <results>/coverage.md")
     ap.add_argument("--commands", action="store_true",
                     help="print only the commands that restore the cells not backed, cheapest first (a shell script)")
+    ap.add_argument("--to-target", action="store_true",
+                    help="with --commands: the commands that bring every Table 2/3 cell to 10 seeds instead "
+                         "(once every committed cell is backed)")
     ap.add_argument("--commit", action="store_true",
                     help="write <results>/coverage.md and git-commit it with the records (those paths only)")
     args = ap.parse_args(argv)
@@ -276,8 +298,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"committed: {msg}" if msg else "nothing to commit: the records and coverage.md are as committed")
         return 0
+    if args.to_target and not args.commands:
+        ap.error("--to-target goes with --commands (python -m analysis.coverage --commands --to-target)")
     if args.commands:
-        print("\n".join(restore_commands(coverage(tables_from_records(args.records), args.results))))
+        df = coverage(tables_from_records(args.records), args.results)
+        try:
+            print("\n".join(target_commands(df) if args.to_target else restore_commands(df)))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.write:  # the totals only; the cells are in the file
         path, md, _ = write(args.records, args.results)

@@ -104,6 +104,13 @@ def test_coverage_statuses(tmp_path):
     assert [c.split("benchmark=m0 ")[1] for c in cmds] == ["optimizer=smd seeds=3",  # Table 1's row: its 2/3 cell's
                                                            "optimizer=sgd seeds=10", "optimizer=sgd",
                                                            "optimizer=adagrad seeds=10"]
+    with pytest.raises(ValueError, match="M0 AdaGrad .*reproduce.sh restore"):  # raising seeds waits for the restore
+        coverage.target_commands(df.reset_index())
+    done = df.reset_index()[lambda d: ~d.status.isin(["missing", "partial"])]
+    cmds = coverage.target_commands(done)  # every Table 2/3 cell below 10 seeds, cheapest first, unknown cost last
+    assert cmds[:2] == [coverage.command("2/3", "M0", "smd", 10), coverage.command("2/3", "M1", "dog", 10)]
+    assert coverage.command("2/3", "M0", "dog", 10) in cmds[2:] and len(cmds) == len(set(cmds))
+    assert not any("optimizer=vsgd_l " in c and "benchmark=m0" in c for c in cmds)  # covered at 10 seeds
 
 
 def test_commit_records_with_their_report(tmp_path, monkeypatch, capsys):
