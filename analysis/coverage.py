@@ -200,8 +200,13 @@ def restore_commands(df: pd.DataFrame) -> list[str]:
     """The commands that restore every committed cell the records do not back, cheapest first, once each
     (a Table 1 row of one setting comes with its Table 2/3 cell's command)."""
     todo = df[df.status.isin(["missing", "partial"])]
-    cost = todo.groupby("command", sort=False).cpu_s_restore.max()
-    return list(cost.sort_values(kind="stable").index)
+    return _cheapest_first(todo.command, todo.cpu_s_restore)
+
+
+def _cheapest_first(commands, seconds) -> list[str]:
+    """Each command once, at the cost of its dearest cell, cheapest first; cells of unknown cost last."""
+    cost = pd.Series(np.asarray(seconds, dtype=float), index=list(commands)).fillna(np.inf)
+    return list(cost.groupby(level=0, sort=False).max().sort_values(kind="stable").index)
 
 
 def target_commands(df: pd.DataFrame) -> list[str]:
@@ -216,9 +221,8 @@ def target_commands(df: pd.DataFrame) -> list[str]:
                          "`./reproduce.sh restore` first (then `python -m analysis`): a table with raised seeds "
                          "cannot be regenerated while they are missing.")
     todo = df[(df.table == "2/3") & (df.records < df.target)]
-    cost = pd.Series(todo.cpu_s_target.fillna(np.inf).to_numpy(),
-                     index=[command("2/3", r.benchmark, r.method, r.target) for r in todo.itertuples()])
-    return list(cost.groupby(level=0, sort=False).max().sort_values(kind="stable").index)
+    return _cheapest_first([command("2/3", r.benchmark, r.method, r.target) for r in todo.itertuples()],
+                           todo.cpu_s_target)
 
 
 def write(records: Path, results_dir: Path) -> tuple[Path, str, pd.DataFrame]:
