@@ -75,3 +75,16 @@ def test_fidelity_count_is_fidelity_md(doc):
     assert quoted, f"{doc} no longer quotes the fidelity count ('N of the M cells')"
     for q in quoted:
         assert q == m.groups(), f"{doc} says {q[0]} of the {q[1]} cells, results/fidelity.md {m.group(1)} of {m.group(2)}"
+
+
+def test_every_mean_std_in_results_readme_is_a_table_cell():
+    """Each 'mean ± std' the prose of results/README.md quotes is the mean and std of some cell of Table 2 or 3
+    (the one table of other quantities, the JPEG-minus-exact differences, is left out)."""
+    cells = set()
+    for number in (2, 3):
+        t = pd.read_csv(ROOT / "results" / f"table{number}.csv")
+        cells |= {(f"{m:.2f}", f"{s:.2f}") for m, s in zip(t["mean"], t["std"])}
+    stale = [f"line {i}: {m.group(0)}"
+             for i, line in enumerate(RESULTS_README.read_text().splitlines(), 1) if "JPEG - exact" not in line
+             for m in re.finditer(r"(?<![\d.+-])(\d+\.\d\d) ± (\d+\.\d\d)", line) if m.groups() not in cells]
+    assert not stale, f"results/README.md quotes numbers that are no cell of results/table2.csv or table3.csv: {stale}"
