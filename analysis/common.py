@@ -189,3 +189,20 @@ def matches(row_hp: dict[str, float], setting: tuple, rtol: float = 1e-6) -> boo
     """True when every hp in ``row_hp`` (the paper's) equals the setting's value of it."""
     d = dict(setting)
     return all(k in d and math.isclose(d[k], v, rel_tol=rtol, abs_tol=1e-15) for k, v in row_hp.items())
+
+
+def save_png_pdf(fig, out: Path, stem: str, **savefig_kw) -> list[Path]:
+    """Save `fig` as `out/stem.png` and `out/stem.pdf`, and close it.
+
+    The PDF gets no CreationDate, so regenerating an unchanged figure leaves the committed file
+    byte-identical (matplotlib's PNG carries no date to begin with).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for p in paths:
+        meta = {"CreationDate": None} if p.suffix == ".pdf" else None
+        fig.savefig(p, bbox_inches="tight", metadata=meta, **savefig_kw)
+    import matplotlib.pyplot as plt  # lazily: the table code imports this module without matplotlib
+
+    plt.close(fig)
+    return paths

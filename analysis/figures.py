@@ -35,6 +35,8 @@ from analysis import common
 from analysis.common import label, log
 from analysis.tables import Inputs, table1, table23, table23_records
 
+_save = common.save_png_pdf  # one name, so tests can capture the figure as it is saved
+
 WIDTH = 6.75  # inches: the paper's text width (two columns)
 STYLE = {  # the paper's colours where it names them (SGD green, AdaGrad yellow, vSGD black)
     "sgd": {"color": "#2ca02c", "marker": "o"},
@@ -113,15 +115,6 @@ def setting_means(inp: Inputs) -> pd.DataFrame:
     for name in ("eta0", "gamma"):
         out[name] = [dict(s).get(name, np.nan) for s in out.setting]
     return out
-
-
-def _save(fig, out: Path, stem: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for p in paths:
-        fig.savefig(p, bbox_inches="tight")
-    plt.close(fig)
-    return paths
 
 
 def _legend(fig, handles: dict, ncol: int | None = None) -> None:

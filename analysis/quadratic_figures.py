@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from analysis.common import save_png_pdf
 from experiments.data import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "results" / "figures"
@@ -33,15 +34,6 @@ def _style(name: str, i: int) -> dict:
         return STYLE[name]
     label = name.replace("sgd_", "SGD ").replace("/t", "/t")
     return {"color": PALETTE[i % len(PALETTE)], "lw": 1.0, "label": label}
-
-
-def _save(fig, out: Path, name: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return paths
 
 
 def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None, memory: bool = False):
@@ -86,14 +78,14 @@ def _loss_and_rates(arrays, title: str, log_x: bool, jumps=None, memory: bool = 
 def supp_fig1(arrays, out: Path) -> list[Path]:
     fig = _loss_and_rates(arrays, "Stationary noisy quadratic (h = 1), median of "
                           f"{arrays['vsgd/loss'].shape[1]} runs (paper 1 Supp. Fig. 1)", log_x=True)
-    return _save(fig, out, "supp_fig1_quadratic")
+    return save_png_pdf(fig, out, "supp_fig1_quadratic", dpi=150)
 
 
 def fig2(arrays, out: Path) -> list[Path]:
     fig = _loss_and_rates(arrays, "Non-stationary noisy quadratic: θ* jumps every "
                           f"{int(arrays['jumps'][1])} steps (paper 1 Fig. 2), median of "
                           f"{arrays['vsgd/loss'].shape[1]} runs", log_x=False, jumps=arrays["jumps"], memory=True)
-    return _save(fig, out, "fig2_nonstationary") + (fig2_zoom(arrays, out) if len(arrays["jumps"]) > 1 else [])
+    return save_png_pdf(fig, out, "fig2_nonstationary", dpi=150) + (fig2_zoom(arrays, out) if len(arrays["jumps"]) > 1 else [])
 
 
 def fig2_zoom(arrays, out: Path, before: int = 10, after: int = 80) -> list[Path]:
@@ -126,7 +118,7 @@ def fig2_zoom(arrays, out: Path, before: int = 10, after: int = 80) -> list[Path
     ax_l.set_title(f"Fig. 2 around the jumps: median over {arrays['vsgd/loss'].shape[1]} runs, then over "
                    f"{len(jumps)} jumps", fontsize=10)
     ax_l.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, out, "fig2_nonstationary_zoom")
+    return save_png_pdf(fig, out, "fig2_nonstationary_zoom", dpi=150)
 
 
 def supp_fig2(arrays, out: Path) -> list[Path]:
@@ -165,7 +157,7 @@ def supp_fig2(arrays, out: Path) -> list[Path]:
     ax_l.set_title(f"Median of {arrays['vsgd/loss'].shape[1]} runs", fontsize=10)
     ax_l.grid(True, alpha=0.3)
     fig.suptitle("2-D noisy bowl, curvatures 10x apart (paper 1 Supp. Fig. 2)", fontsize=11)
-    return _save(fig, out, "supp_fig2_bowl")
+    return save_png_pdf(fig, out, "supp_fig2_bowl", dpi=150)
 
 
 FIGURES = {"supp_fig1_quadratic": supp_fig1, "fig2_nonstationary": fig2, "supp_fig2_bowl": supp_fig2}
