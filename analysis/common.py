@@ -202,7 +202,7 @@ def save_png_pdf(fig, out: Path, stem: str, **savefig_kw) -> list[Path]:
     for p in paths:
         meta = {"CreationDate": None} if p.suffix == ".pdf" else None
         fig.savefig(p, bbox_inches="tight", metadata=meta, **savefig_kw)
-    import matplotlib.pyplot as plt  # lazily: the table code imports this module without matplotlib
+    import matplotlib.pyplot as plt  # lazily: the table code imports this module before any matplotlib.use()
 
     plt.close(fig)
     return paths
