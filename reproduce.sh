@@ -33,8 +33,8 @@ results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs
   restore    re-run what results/records/ lacks of the committed tables (results/coverage.md lists
              it), cheapest first, JOBS=2 at once; then rewrite results/coverage.md. No analysis:
              `git add results/records results/coverage.md` keeps the runs   estimated in coverage.md
-  complete   once restore has backed every committed cell: bring every Table 2/3 cell to the paper's
-             10 seeds (C1, M2, and the M2 cells never run), cheapest first, JOBS=2 at once; then rewrite
+  complete   once restore has backed every committed cell: bring every Table 2/3 cell to 3 seeds, then to
+             the paper's 10 (C1 and M2), cheapest first in each pass, JOBS=2 at once; then rewrite
              results/coverage.md. Afterwards `python -m analysis` rewrites the tables   estimated in coverage.md
   setup      create .venv with the pinned torch and the project (python3 -m venv)        measured: ~4 min
   test       the test suite (pytest; creates .venv first when missing); extra args go to pytest

@@ -22,7 +22,7 @@ CPU time still to run is estimated from ``results/wall_time.csv`` (the committed
 per grid member): an estimate, labelled as such. Cells no run has measured take the microbenchmark rate of
 ``benchmarks/beyond_throughput.csv`` where it has one (marked ≈), else ``?``.
 ``--commands`` prints the commands that restore what is missing, cheapest first; ``--commands --to-target``,
-once nothing is missing, those that bring every Table 2/3 cell to 10 seeds. ``--write`` writes
+once nothing is missing, those that bring every Table 2/3 cell to 3 seeds, then to 10. ``--write`` writes
 ``results/coverage.md`` (``python -m analysis`` writes it too, after the tables);
 ``--commit`` writes it and git-commits it with the records, while runs go on
 (``./reproduce.sh restore`` in the background, a commit every half hour);
@@ -48,6 +48,7 @@ from analysis.wall_time import PAPER_SEEDS  # Tables 2, 3: "averaged over 10 run
 THROUGHPUT = common.PROJECT_ROOT / "benchmarks" / "beyond_throughput.csv"
 STATUS_ORDER = ("stale", "partial", "missing", "new", "not run", "covered")
 EXPECTED = ("vsgd_fd", *common.BEYOND_METHODS)  # Tables 2+/3+ on every benchmark (issue 9)
+FIRST_PASS_SEEDS = 3  # --to-target fills every cell to this many seeds (a spread, a significance test) first
 
 
 def tables_from_records(records: Path) -> dict[int, pd.DataFrame]:
@@ -210,8 +211,10 @@ def _cheapest_first(commands, seconds) -> list[str]:
 
 
 def target_commands(df: pd.DataFrame) -> list[str]:
-    """The commands that bring every Table 2/3 cell to its target seeds (the paper's 10), cheapest first and
-    cells of unknown cost last, once each. Only once every committed cell is backed: a raised cell is stale
+    """The commands that bring every Table 2/3 cell to its target seeds (the paper's 10), breadth first: every
+    cell below ``FIRST_PASS_SEEDS`` to that many first, then every cell to its target; within each pass
+    cheapest first and cells of unknown cost last, once each. So a stopped queue leaves no blank cell that
+    a cheap raise could have filled. Only once every committed cell is backed: a raised cell is stale
     until ``python -m analysis`` rewrites the tables from the records, which it can do without losing a
     cell only when none is missing or partial. Raises ValueError naming those cells otherwise."""
     behind = df[df.status.isin(["missing", "partial"])]
@@ -221,8 +224,12 @@ def target_commands(df: pd.DataFrame) -> list[str]:
                          "`./reproduce.sh restore` first (then `python -m analysis`): a table with raised seeds "
                          "cannot be regenerated while they are missing.")
     todo = df[(df.table == "2/3") & (df.records < df.target)]
-    return _cheapest_first([command("2/3", r.benchmark, r.method, r.target) for r in todo.itertuples()],
-                           todo.cpu_s_target)
+    first = todo[todo.records < FIRST_PASS_SEEDS]
+    per_seed = first.cpu_s_target / (first.target - first.records)
+    return (_cheapest_first([command("2/3", r.benchmark, r.method, FIRST_PASS_SEEDS) for r in first.itertuples()],
+                            per_seed * (FIRST_PASS_SEEDS - first.records))
+            + _cheapest_first([command("2/3", r.benchmark, r.method, r.target) for r in todo.itertuples()],
+                              todo.cpu_s_target))
 
 
 def write(records: Path, results_dir: Path) -> tuple[Path, str, pd.DataFrame]:

@@ -108,8 +108,12 @@ def test_coverage_statuses(tmp_path):
         coverage.target_commands(df.reset_index())
     done = df.reset_index()[lambda d: ~d.status.isin(["missing", "partial"])]
     cmds = coverage.target_commands(done)  # every Table 2/3 cell below 10 seeds, cheapest first, unknown cost last
-    assert cmds[:2] == [coverage.command("2/3", "M0", "smd", 10), coverage.command("2/3", "M1", "dog", 10)]
-    assert coverage.command("2/3", "M0", "dog", 10) in cmds[2:] and len(cmds) == len(set(cmds))
+    first = [c for c in cmds if c.endswith(" seeds=3")]  # breadth first: every cell below 3 seeds to 3, then to 10
+    assert cmds[:len(first)] == first and first[0] == coverage.command("2/3", "M1", "dog", 3)  # 3 x 1800 s
+    assert coverage.command("2/3", "M0", "dog", 3) in first and not any("optimizer=smd" in c for c in first)  # has 5
+    rest = cmds[len(first):]
+    assert rest[:2] == [coverage.command("2/3", "M0", "smd", 10), coverage.command("2/3", "M1", "dog", 10)]
+    assert coverage.command("2/3", "M0", "dog", 10) in rest[2:] and len(cmds) == len(set(cmds))
     assert not any("optimizer=vsgd_l " in c and "benchmark=m0" in c for c in cmds)  # covered at 10 seeds
 
 
