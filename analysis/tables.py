@@ -256,6 +256,16 @@ def _signed(v: float) -> str:
     return "–" if not np.isfinite(v) else f"{v:+.2f}"
 
 
+def _mean_spread(r, pm: str = "±") -> str:
+    """"mean ± std"; a one-seed cell has no std, so it is the mean alone and _one_seed_note marks it."""
+    return _num(r["mean"]) if int(r.n_seeds) == 1 else f"{_num(r['mean'])} {pm} {_num(r['std'])}"
+
+
+def _one_seed_note(r) -> str:
+    """" (1 seed)" after a one-seed cell (rather than "mean ± –"), else ""."""
+    return " (1 seed)" if int(r.n_seeds) == 1 else ""
+
+
 def _approx_mark(ok: bool) -> str:
     return "" if ok else "†"
 
@@ -275,9 +285,9 @@ def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
     head = f"| {'Table ' + str(number)} ({split} error) | " + " | ".join(label(m) for m in methods) + " |"
     lines = [head, "|" + "---|" * (len(methods) + 1)]
     def ours_cell(r) -> str:
-        cell = f"{_num(r['mean'])} ± {_num(r['std'])}"
+        cell = _mean_spread(r)
         cell = f"**{cell}**" if r.bold else cell
-        return (cell + _approx_mark(r.data_original) + _epochs_text(r.epochs)
+        return (cell + _approx_mark(r.data_original) + _one_seed_note(r) + _epochs_text(r.epochs)
                 + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
 
     def paper_cell(r) -> str:
@@ -314,9 +324,10 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
     lines = [r"\begin{tabular}{l" + "r" * len(methods) + "}", r"\toprule",
              " & ".join([""] + [_tex(label(m)) for m in methods]) + r" \\", r"\midrule"]
     def ours_cell(r) -> str:
-        cell = f"{_num(r['mean'])} \\pm {_num(r['std'])}"
+        cell = _mean_spread(r, r"\pm")
         cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
-        return cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_epochs_text(r.epochs))
+        return (cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_one_seed_note(r))
+                + _tex(_epochs_text(r.epochs)))
 
     def paper_cell(r) -> str:
         return rf"{{\scriptsize {_num(r.paper)} ({_signed(r['diff'])})}}" if np.isfinite(r.paper) else ""

@@ -400,3 +400,15 @@ def test_analysis_warns_before_writing_tables_with_fewer_members(tmp_path, caplo
     assert failed == [] and out / "table2.csv" in written
     warning = [r.getMessage() for r in caplog.records if "fewer members than the tables" in r.getMessage()]
     assert len(warning) == 1 and "./reproduce.sh restore" in warning[0] and "M0 adam," in warning[0]
+
+
+def test_one_seed_cell_reads_mean_and_1_seed_not_a_dash_for_std(inp):
+    """A cell with one seed has no std: Tables 2/3 print "8.38 (1 seed)", never "8.38 ± –"."""
+    t = tables.table23(inp, "test", tables.table1(inp)).reset_index(drop=True)
+    t.loc[0, ["n_seeds", "std", "bold"]] = [1, np.nan, False]
+    md, tex = tables.table23_markdown(t, "test", 3), tables.table23_latex(t, "test", 3)
+    one = f"{t.loc[0, 'mean']:.2f}"
+    assert "± –" not in md and r"\pm –" not in tex
+    assert f"| {one}" in md and "(1 seed)" in md and md.count("(1 seed)") == 1
+    assert f"${one}$" in tex and tex.count("(1 seed)") == 1
+    assert md.count(" ± ") == int(t.n_seeds.gt(1).sum())  # every other cell keeps its mean ± std
