@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Run a queue of runner jobs on a CUDA machine within one wall-clock deadline, P jobs at once, and
+# report what each job measured (member-updates/s, chunk wall time). Made for a borrowed GPU machine
+# that holds only a copy of the working tree: pure-Python packages and the data can come with it.
+#
+#   benchmarks/cuda_queue.sh QUEUE_FILE
+#
+# QUEUE_FILE: one job a line, "EXPERIMENT BENCHMARK OPTIMIZER SEEDS" (the commands of
+# results/coverage.md), run in order; a job left with under 30 s before the deadline is skipped, and a
+# running job is stopped at the deadline (its unfinished chunk is lost; finished members are already in
+# the store and results/records). A job whose chunk fails (exit 3: a compile or CUDA error) is run once
+# more with compile=false.
+#
+# Environment:
+#   DEADLINE_S (520)  seconds from the start until every job must have ended
+#   P (7)             jobs at once (one Python process each, one GPU shared by all)
+#   DEVICE (cuda)     the runner's device=; DEVICE=cpu EXTRA=epochs=0.02 dry-runs the plumbing here
+#   EXTRA ("")        more overrides for every job
+#   PY (python3)      the interpreter; OUT: where the tarball of logs and records goes ($OUT or /tmp/cuda_queue)
+#   CARRY (.devcarry) a folder with site/ (pure-Python packages, put on PYTHONPATH) and data/ (the data
+#                     root; *.gz files in it are unpacked first), when the machine lacks them
+set -uo pipefail
+cd "$(dirname "$0")/.."
+QUEUE="$(realpath "$1")"
+export DEADLINE_EPOCH=$(( $(date +%s) + ${DEADLINE_S:-520} ))
+export DEVICE="${DEVICE:-cuda}" EXTRA="${EXTRA:-}" PY="${PY:-python3}" WANDB_MODE=disabled PYTHONUNBUFFERED=1
+OUT="${OUT:-/tmp/cuda_queue}"; mkdir -p "$OUT"
+WORK="$(mktemp -d)"; export LOGS="$WORK/logs"; mkdir -p "$LOGS"
+CARRY="${CARRY:-.devcarry}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+[[ -d "$CARRY/site" ]] && export PYTHONPATH="$PYTHONPATH:$PWD/$CARRY/site"
+export DATA_ARG=""
+if [[ -d "$CARRY/data" ]]; then
+  DATA="$WORK/data"; cp -r "$CARRY/data" "$DATA"
+  find "$DATA" -name '*.gz' -exec gunzip {} +
+  DATA_ARG="data.root=$DATA"
+fi
+
+command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv -l 15 > "$LOGS/nvidia-smi.csv" 2>&1 & }
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+run_one() {  # run_one EXPERIMENT BENCHMARK OPTIMIZER SEEDS
+  local exp=$1 bench=$2 opt=$3 seeds=$4 log="$LOGS/$2-$3.log" left rc
+  left=$(( DEADLINE_EPOCH - $(date +%s) ))
+  if (( left < 30 )); then echo "[queue] skip $bench $opt: ${left}s left"; return 0; fi
+  echo "[queue] $(date -u +%H:%M:%S) start $bench $opt seeds=$seeds (${left}s left)"
+  # shellcheck disable=SC2086
+  timeout -k 5 "$left" "$PY" -m experiments.run "experiment=$exp" "benchmark=$bench" "optimizer=$opt" "seeds=$seeds" \
+    "device=$DEVICE" progress=false $DATA_ARG $EXTRA >> "$log" 2>&1
+  rc=$?
+  if (( rc == 3 )); then
+    left=$(( DEADLINE_EPOCH - $(date +%s) ))
+    echo "[queue] $bench $opt: a chunk failed; again with compile=false (${left}s left)"
+    # shellcheck disable=SC2086
+    (( left >= 30 )) && timeout -k 5 "$left" "$PY" -m experiments.run "experiment=$exp" "benchmark=$bench" \
+      "optimizer=$opt" "seeds=$seeds" "device=$DEVICE" progress=false compile=false retry_failed=true \
+      $DATA_ARG $EXTRA >> "$log" 2>&1
+    rc=$?
+  fi
+  echo "[queue] $(date -u +%H:%M:%S) end $bench $opt: exit $rc"
+}
+export -f run_one
+
+grep -v '^\s*\(#\|$\)' "$QUEUE" | xargs -P "${P:-7}" -L 1 bash -c 'run_one "$@"' _
+
+echo "[queue] per job: what the runner measured"
+for f in "$LOGS"/*.log; do
+  echo "== $(basename "$f" .log)"
+  grep -E "to train on|measured|chunk [0-9]+/|done in|FAILED|Error|error" "$f" | tail -8
+done
+kill %1 2>/dev/null
+tar czf "$OUT/cuda_queue.tgz" -C "$WORK" logs -C "$PWD" results/records $( [[ -d store/failed ]] && echo store/failed )
+echo "[queue] wrote $OUT/cuda_queue.tgz"
