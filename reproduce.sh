@@ -15,7 +15,8 @@ usage() {
 Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=cuda seeds=2]
 
 Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected in
-results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs the same code, not measured here):
+results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs the same code: an H200 trained
+M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "On CUDA"):
   quick      M0 and C0 with every method, 1 epoch, 2 seeds, and the noisy quadratic; then the analysis,
              in a store and output folder of its own (store/quick, results/quick: the committed
              results/ and results/records/ are left as they are; STORE= and OUT= override)

@@ -4,7 +4,7 @@
 
 Reads the store after syncing it with the committed records (results/records, for the default store).
 Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv,
-results/wall_time.{md,csv}, results/coverage.md (with the committed records) and the figures
+results/wall_time.{md,csv}, results/devices.{md,csv} (cells run on two devices), results/coverage.md (with the committed records) and the figures
 (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
 (``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
 the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis import coverage, fidelity, figures, tables, wall_time
+from analysis import coverage, devices, fidelity, figures, tables, wall_time
 from analysis.common import log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
@@ -84,6 +84,7 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
         written += tables.write_all(inp, out, t1, tabs)
         written += fidelity.write_all(tabs, out)
         written += wall_time.write_all(inp, out, t1)
+        written += devices.write_all(inp, out, t1)  # cells whose seeds ran on two devices
         if records is not None:  # which of the tables just written the committed records back
             written.append(coverage.write(records, out)[0])
     except Exception:  # noqa: BLE001 - a failing part must not cost the others; reported and exit 1

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import common, fidelity, tables, wall_time
+from analysis import common, devices, fidelity, tables, wall_time
 from analysis.__main__ import run as run_analysis
 from experiments import results
 
@@ -322,6 +322,41 @@ def test_wall_time_sums_the_records_of_each_cell_and_projects_to_ten_seeds(inp, 
         assert r.seconds == pytest.approx(sum(secs))
         assert r.seeds == len(secs)  # one record per seed at the cell's setting
         assert r.seconds_10_seeds == pytest.approx(sum(secs) / len(secs) * max(len(secs), 10))
+
+
+def test_wall_time_prices_a_seed_from_the_cpu_records_of_a_cell_that_also_ran_on_a_gpu(tmp_path):
+    """GPU seconds are not CPU seconds: the cost per seed (what analysis.coverage prices the rest with) comes
+    from a mixed cell's CPU records, the measured total from all of them, and the device column counts both."""
+    store = tmp_path / "store"
+    template = json.loads(next(STORE.glob("M0/*/*.json")).read_text())
+    for seed, (device, secs) in enumerate([("cpu", 90.0), ("cpu", 110.0), ("NVIDIA H200", 7.0), ("NVIDIA H200", 9.0)]):
+        results.write_record(store, {**template, "optimizer": "adam", "hp": {}, "seed": seed, "device": device,
+                                     "seconds": secs, "config_hash": f"adam-{seed}"})
+    t23 = wall_time.table23_time(tables.Inputs.from_frame(results.load(store), grid_dir=GRIDS))
+    row = t23.set_index("method").loc["adam"]
+    assert (row.seeds, row.seconds) == (4, pytest.approx(216.0))
+    assert row.seconds_per_seed == pytest.approx(100.0)  # (90 + 110) / 2, not 216 / 4
+    assert row.seconds_10_seeds == pytest.approx(1000.0)
+    assert row.devices == "NVIDIA H200 x2, cpu x2"
+
+
+def test_devices_compares_the_cpu_seeds_of_a_mixed_cell_with_the_others(tmp_path):
+    store = tmp_path / "store"
+    template = json.loads(next(STORE.glob("M0/*/*.json")).read_text())
+    errors = {"cpu": [2.0, 2.2, 2.1], "NVIDIA H200": [2.5, 2.7]}
+    for device, errs in errors.items():
+        for err in errs:
+            seed = len(list(store.glob("*/*/*.json"))) if store.is_dir() else 0
+            results.write_record(store, {**template, "optimizer": "adam", "hp": {}, "seed": seed, "device": device,
+                                         "test_error": err, "config_hash": f"adam-{seed}"})
+    for seed in range(3):  # a cell run on one device alone is not compared
+        results.write_record(store, {**template, "optimizer": "cocob", "hp": {}, "seed": seed, "config_hash": f"c-{seed}"})
+    t = devices.compare(tables.Inputs.from_frame(results.load(store), grid_dir=GRIDS))
+    assert set(t.method) == {"adam"} and list(t.split) == ["train", "test"]
+    test = t[t.split == "test"].iloc[0]
+    assert (test.n_cpu, test.n_other, test.other) == (3, 2, "NVIDIA H200")
+    assert test.welch_p == pytest.approx(stats.ttest_ind(errors["cpu"], errors["NVIDIA H200"], equal_var=False).pvalue)
+    assert "| M0 | Adam | test | 3, 2.10 ± 0.10 | NVIDIA H200, 2, 2.60 ± 0.14 |" in devices.markdown(t)
 
 
 def test_wall_time_of_the_grids_counts_the_first_two_seeds_and_projects_to_the_grid(inp, raw):
