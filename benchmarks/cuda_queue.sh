@@ -3,10 +3,11 @@
 # report what each job measured (member-updates/s, chunk wall time). Made for a borrowed GPU machine
 # that holds only a copy of the working tree: pure-Python packages and the data can come with it.
 #
-#   benchmarks/cuda_queue.sh QUEUE_FILE
+#   python -m analysis.coverage --commands --to-target | grep m2 > queue.txt   # here
+#   benchmarks/cuda_queue.sh queue.txt                                         # there
 #
-# QUEUE_FILE: one job a line, "EXPERIMENT BENCHMARK OPTIMIZER SEEDS" (the commands of
-# results/coverage.md), run in order; a job left with under 30 s before the deadline is skipped, and a
+# QUEUE_FILE: one job a line, "python -m experiments.run OVERRIDES..." (what analysis.coverage prints;
+# the prefix is optional), run in order; a job left with under 30 s before the deadline is skipped, and a
 # running job is stopped at the deadline (its unfinished chunk is lost; finished members are already in
 # the store and results/records). A job whose chunk fails (exit 3: a compile or CUDA error) is run once
 # more with compile=false.
@@ -39,29 +40,28 @@ fi
 command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv -l 15 > "$LOGS/nvidia-smi.csv" 2>&1 & }
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-run_one() {  # run_one EXPERIMENT BENCHMARK OPTIMIZER SEEDS
-  local exp=$1 bench=$2 opt=$3 seeds=$4 log="$LOGS/$2-$3.log" left rc
+run_one() {  # run_one OVERRIDES... (one queue line without its "python -m experiments.run")
+  local name left rc
+  name="$(printf '%s\n' "$@" | sed -n 's/^\(benchmark\|optimizer\)=//p' | paste -sd-)"
   left=$(( DEADLINE_EPOCH - $(date +%s) ))
-  if (( left < 30 )); then echo "[queue] skip $bench $opt: ${left}s left"; return 0; fi
-  echo "[queue] $(date -u +%H:%M:%S) start $bench $opt seeds=$seeds (${left}s left)"
+  if (( left < 30 )); then echo "[queue] skip $*: ${left}s left"; return 0; fi
+  echo "[queue] $(date -u +%H:%M:%S) start $* (${left}s left)"
   # shellcheck disable=SC2086
-  timeout -k 5 "$left" "$PY" -m experiments.run "experiment=$exp" "benchmark=$bench" "optimizer=$opt" "seeds=$seeds" \
-    "device=$DEVICE" progress=false $DATA_ARG $EXTRA >> "$log" 2>&1
+  timeout -k 5 "$left" "$PY" -m experiments.run "$@" "device=$DEVICE" progress=false $DATA_ARG $EXTRA >> "$LOGS/$name.log" 2>&1
   rc=$?
   if (( rc == 3 )); then
     left=$(( DEADLINE_EPOCH - $(date +%s) ))
-    echo "[queue] $bench $opt: a chunk failed; again with compile=false (${left}s left)"
+    echo "[queue] $name: a chunk failed; again with compile=false (${left}s left)"
     # shellcheck disable=SC2086
-    (( left >= 30 )) && timeout -k 5 "$left" "$PY" -m experiments.run "experiment=$exp" "benchmark=$bench" \
-      "optimizer=$opt" "seeds=$seeds" "device=$DEVICE" progress=false compile=false retry_failed=true \
-      $DATA_ARG $EXTRA >> "$log" 2>&1
+    (( left >= 30 )) && timeout -k 5 "$left" "$PY" -m experiments.run "$@" "device=$DEVICE" progress=false \
+      compile=false retry_failed=true $DATA_ARG $EXTRA >> "$LOGS/$name.log" 2>&1
     rc=$?
   fi
-  echo "[queue] $(date -u +%H:%M:%S) end $bench $opt: exit $rc"
+  echo "[queue] $(date -u +%H:%M:%S) end $name: exit $rc"
 }
 export -f run_one
 
-grep -v '^\s*\(#\|$\)' "$QUEUE" | xargs -P "${P:-7}" -L 1 bash -c 'run_one "$@"' _
+grep -v '^\s*\(#\|$\)' "$QUEUE" | sed 's/^ *python[0-9.]* -m experiments\.run //' | xargs -P "${P:-7}" -L 1 bash -c 'run_one "$@"' _
 
 echo "[queue] per job: what the runner measured"
 for f in "$LOGS"/*.log; do
