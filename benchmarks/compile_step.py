@@ -13,7 +13,6 @@ noisy: read the ratios within one row.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ROOT, bench_spec, ensemble_stepper, timed
+from throughput import ROOT, bench_spec, ensemble_stepper, timed, write_csv
 
 
 def rate(spec, rule_name: str, K: int, compile: bool, seconds: float) -> tuple[float, float]:
@@ -58,11 +57,7 @@ def main() -> None:
                              "first_100_calls_s": round(first, 1)})
                 print(f"{rule_name:8s} {cfg.name:3s} K={K:<3d} eager {eager:9,.0f}/s  compiled {comp:9,.0f}/s  "
                       f"({comp / eager:4.2f}x; first 100 compiled calls {first:5.1f} s)", flush=True)
-    with open(args.csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {args.csv}")
+    write_csv(rows, args.csv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ one process, and each keeps its best window, so that the ratio is measured under
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from experiments.malloc import keep_freed_memory
 from vsgd import core
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import ROOT, bench_spec, ensemble_stepper, timed
+from throughput import ROOT, bench_spec, ensemble_stepper, timed, write_csv
 
 FORMS = {
     "reshape": (lambda x: x.reshape(x.shape[0], -1).sum(dim=1), lambda x: x.reshape(x.shape[0], -1).amax(dim=1)),
@@ -75,11 +74,7 @@ def main() -> None:
                 rows.append({"benchmark": bench, "rule": rule, "K": K, "reshape": round(best["reshape"]),
                              "axes": round(best["axes"]), "ratio": round(ratio, 3)})
     use("axes")
-    with open(args.csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {args.csv}")
+    write_csv(rows, args.csv)
 
 
 if __name__ == "__main__":
