@@ -21,6 +21,11 @@ from analysis.common import label
 CPU = "cpu"
 
 
+def on_cpu(recs: pd.DataFrame) -> pd.Series:
+    """Per record, whether it ran on the CPU (records from before the device column count as CPU)."""
+    return recs.device.astype(str) == CPU if "device" in recs else pd.Series(True, index=recs.index)
+
+
 def compare(inp: tables.Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per mixed cell and split: seeds, mean and std on the CPU and on the other device(s), Welch p."""
     recs = tables.table23_records(inp, t1)
@@ -28,12 +33,12 @@ def compare(inp: tables.Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for (bench, method), g in recs.groupby(["benchmark", "optimizer"], sort=False):
-        on_cpu = g.device.astype(str) == CPU
-        if on_cpu.all() or not on_cpu.any():
+        cpu = on_cpu(g)
+        if cpu.all() or not cpu.any():
             continue
-        others = ", ".join(sorted(set(g.device[~on_cpu].astype(str))))
+        others = ", ".join(sorted(set(g.device[~cpu].astype(str))))
         for split in ("train_error", "test_error"):
-            a, b = g[split][on_cpu].to_numpy(float), g[split][~on_cpu].to_numpy(float)
+            a, b = g[split][cpu].to_numpy(float), g[split][~cpu].to_numpy(float)
             rows.append({"benchmark": bench, "method": method, "split": split.removesuffix("_error"),
                          "n_cpu": len(a), "mean_cpu": a.mean(), "std_cpu": a.std(ddof=1) if len(a) > 1 else np.nan,
                          "other": others, "n_other": len(b), "mean_other": b.mean(),

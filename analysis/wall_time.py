@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import common, tables
+from analysis import common, devices, tables
 from analysis.common import label, log
 
 PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
@@ -43,14 +43,14 @@ def table23_time(inp: tables.Inputs, t1: pd.DataFrame | None = None) -> pd.DataF
         n = int(g.seed.nunique())
         # The cost per seed prices the rest on this project's CPU (analysis.coverage): from the CPU records
         # alone where a cell also has records from a GPU, whose seconds are not CPU seconds.
-        cpu = g[g.device.astype(str) == "cpu"] if "device" in g else g
+        cpu = g[devices.on_cpu(g)]
         priced = cpu if len(cpu) else g
         per_seed = float(priced.seconds.sum()) / int(priced.seed.nunique())
-        devices = g.device.astype(str).value_counts(sort=False) if "device" in g else pd.Series(dtype=int)
+        counts = g.device.astype(str).value_counts(sort=False) if "device" in g else pd.Series(dtype=int)
         rows.append({"benchmark": bench, "method": method, "seeds": n, "seconds": measured,
                      "seconds_per_seed": per_seed,
                      "seconds_10_seeds": per_seed * max(n, PAPER_SEEDS),
-                     "devices": ", ".join(f"{d} x{c}" if len(devices) > 1 else d for d, c in sorted(devices.items()))})
+                     "devices": ", ".join(f"{d} x{c}" if len(counts) > 1 else d for d, c in sorted(counts.items()))})
     return _ordered(pd.DataFrame(rows))
 
 

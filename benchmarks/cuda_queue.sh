@@ -3,8 +3,14 @@
 # report what each job measured (member-updates/s, chunk wall time). Made for a borrowed GPU machine
 # that holds only a copy of the working tree: pure-Python packages and the data can come with it.
 #
+#   benchmarks/cuda_queue.sh --carry                                           # here: build .devcarry
 #   python -m analysis.coverage --commands --to-target | grep m2 > queue.txt   # here
-#   benchmarks/cuda_queue.sh queue.txt                                         # there
+#   benchmarks/cuda_queue.sh queue.txt                                         # there (carry .devcarry)
+#
+# --carry: copies the pure-Python packages the runner needs and the GPU image lacks from .venv into
+# .devcarry/site, gzips MNIST (and CIFAR-10 batch1 with CARRY_CIFAR=1) from the data root (DATA_ROOT,
+# default ../shared/data) into .devcarry/data,
+# and has git ignore .devcarry (.git/info/exclude). Never commit it.
 #
 # QUEUE_FILE: one job a line, "python -m experiments.run OVERRIDES..." (what analysis.coverage prints;
 # the prefix is optional), run in order; a job left with under 30 s before the deadline is skipped, and a
@@ -22,12 +28,33 @@
 #                     root; *.gz files in it are unpacked first), when the machine lacks them
 set -uo pipefail
 cd "$(dirname "$0")/.."
+CARRY="${CARRY:-.devcarry}"
+if [[ "${1:-}" == --carry ]]; then
+  set -e
+  site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  rm -rf "$CARRY"; mkdir -p "$CARRY/site" "$CARRY/data/MNIST/raw" "$CARRY/data/cifar-10-approx"
+  for m in antlr4 dadaptation dog hydra hydra_plugins omegaconf parameterfree prodigyopt schedulefree; do
+    cp -r "$site/$m" "$CARRY/site/"
+  done
+  find "$CARRY/site" -name __pycache__ -prune -exec rm -rf {} +
+  root="${DATA_ROOT:-../shared/data}"
+  for f in "$root"/MNIST/raw/*-ubyte; do gzip -c "$f" > "$CARRY/data/MNIST/raw/$(basename "$f").gz"; done
+  # CIFAR only on request: gzipped it is about 55 MB, near the 64 MiB a device call may carry with the tree
+  [[ "${CARRY_CIFAR:-0}" == 1 ]] && for f in "$root"/cifar-10-*/data_batch_1 "$root"/cifar-10-*/test_batch; do
+    [[ -f "$f" ]] && mkdir -p "$CARRY/data/$(basename "$(dirname "$f")")" \
+      && gzip -c "$f" > "$CARRY/data/$(basename "$(dirname "$f")")/$(basename "$f").gz"
+  done
+  rmdir "$CARRY/data/cifar-10-approx" 2>/dev/null || true
+  grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
+  du -sh "$CARRY"
+  exit 0
+fi
+[[ $# -eq 1 && -f "$1" ]] || { echo "usage: benchmarks/cuda_queue.sh QUEUE_FILE | --carry (see the header)" >&2; exit 2; }
 QUEUE="$(realpath "$1")"
 export DEADLINE_EPOCH=$(( $(date +%s) + ${DEADLINE_S:-520} ))
 export DEVICE="${DEVICE:-cuda}" EXTRA="${EXTRA:-}" PY="${PY:-python3}" WANDB_MODE=disabled PYTHONUNBUFFERED=1
 OUT="${OUT:-/tmp/cuda_queue}"; mkdir -p "$OUT"
 WORK="$(mktemp -d)"; export LOGS="$WORK/logs"; mkdir -p "$LOGS"
-CARRY="${CARRY:-.devcarry}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 [[ -d "$CARRY/site" ]] && export PYTHONPATH="$PYTHONPATH:$PWD/$CARRY/site"
 export DATA_ARG=""

@@ -344,11 +344,10 @@ def test_devices_compares_the_cpu_seeds_of_a_mixed_cell_with_the_others(tmp_path
     store = tmp_path / "store"
     template = json.loads(next(STORE.glob("M0/*/*.json")).read_text())
     errors = {"cpu": [2.0, 2.2, 2.1], "NVIDIA H200": [2.5, 2.7]}
-    for device, errs in errors.items():
-        for err in errs:
-            seed = len(list(store.glob("*/*/*.json"))) if store.is_dir() else 0
-            results.write_record(store, {**template, "optimizer": "adam", "hp": {}, "seed": seed, "device": device,
-                                         "test_error": err, "config_hash": f"adam-{seed}"})
+    runs = [(device, err) for device, errs in errors.items() for err in errs]
+    for seed, (device, err) in enumerate(runs):
+        results.write_record(store, {**template, "optimizer": "adam", "hp": {}, "seed": seed, "device": device,
+                                     "test_error": err, "config_hash": f"adam-{seed}"})
     for seed in range(3):  # a cell run on one device alone is not compared
         results.write_record(store, {**template, "optimizer": "cocob", "hp": {}, "seed": seed, "config_hash": f"c-{seed}"})
     t = devices.compare(tables.Inputs.from_frame(results.load(store), grid_dir=GRIDS))
