@@ -16,6 +16,9 @@ ratios are measured under the same load (the only numbers that mean anything on 
 Rates are member-updates per second of this process's CPU time (with one thread, close to what the
 wall clock gives on an idle core); the wall-clock rate of the last window is printed beside them.
 ``--per-member`` also times one instance per member for the element-wise optimizers (what stacking saves).
+``--ops`` times nothing: it counts the ATen ops one step dispatches and the host syncs among them (``.item()``)
+on the ``fast`` path, with per-member instances over per-layer tensors and over one flat tensor each (what
+a step costs on an accelerator, where every op is a kernel launch; ``experiments.torch_members.use_flat``).
 
 The projection: CPU-hours of ``python -m experiments.run experiment=beyond_tables`` restricted to the
 PyPI optimizers, i.e. per optimizer and benchmark 10 seeds x #train x 6 epochs member-updates at the
@@ -26,11 +29,14 @@ measured are left out of the sum and named.
 from __future__ import annotations
 
 import argparse
+import collections
 import time
 
 import torch
 from throughput import N_TRAIN, bench_spec, lockstep_samples, write_csv  # benchmarks/ is sys.path[0] for a script
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from experiments import torch_members
 from experiments.malloc import keep_freed_memory
 from experiments.mlp import EnsembleMLP, glorot_init
 from experiments.torch_members import REGISTRY, member_step
@@ -65,6 +71,38 @@ def window(one, seconds: float, device: str) -> tuple[float, float]:
     return n / (time.process_time() - c0), n / (time.perf_counter() - t0)
 
 
+class OpCount(TorchDispatchMode):
+    """Counts the ATen ops dispatched inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(args) -> None:
+    """``--ops``: ATen ops and host syncs of one step (fast path, no compile), per-layer and flat layouts."""
+    print(f"{'bench':5s} {'optimizer':20s} {'K':>3s} {'per-layer ops':>14s} {'syncs':>6s} {'flat ops':>9s} {'syncs':>6s}")
+    for bench in args.benchmarks:
+        spec, cfg = bench_spec(bench)
+        for K in args.members:
+            for name in args.optimizers:
+                cells = []
+                for flat_max in (0, 1 << 62):  # 0: per-layer tensors everywhere (on the CPU); huge: flat everywhere
+                    torch_members.FLAT_MAX = flat_max
+                    one = stepper(spec, name, K, "fast", None, args.device)
+                    for _ in range(args.warmup):
+                        one()
+                    with OpCount() as c:
+                        one()
+                    cells.append(f"{sum(c.ops.values()):14d} {c.ops['aten._local_scalar_dense.default']:6d}")
+                flat = REGISTRY[name].needs_per_member
+                print(f"{cfg.name:5s} {name:20s} {K:3d} {cells[0]} " + (cells[1].strip().rjust(16) if flat else "  (stacked)"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--benchmarks", nargs="+", default=["m0", "m1"])
@@ -79,8 +117,11 @@ def main() -> None:
     ap.add_argument("--per-member", action="store_true", help="also one instance per member for element-wise optimizers")
     ap.add_argument("--plain-malloc", action="store_true", help="skip experiments.malloc (the runner applies it)")
     ap.add_argument("--csv", default=None, help="also write the rows here")
+    ap.add_argument("--ops", action="store_true", help="count the ops and host syncs of a step instead of timing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.ops:
+        return count_ops(args)
     if not args.plain_malloc:
         keep_freed_memory()
     base = args.variants[0]

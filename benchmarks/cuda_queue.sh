@@ -13,10 +13,10 @@
 # and has git ignore .devcarry (.git/info/exclude). Never commit it.
 #
 # QUEUE_FILE: one job a line, "python -m experiments.run OVERRIDES..." (what analysis.coverage prints;
-# the prefix is optional), run in order; a job left with under 30 s before the deadline is skipped, and a
-# running job is stopped at the deadline (its unfinished chunk is lost; finished members are already in
-# the store and results/records). A job whose chunk fails (exit 3: a compile or CUDA error) is run once
-# more with compile=false.
+# the prefix is optional; split a cell into jobs with seed_offset=S seeds=N), run in order; a job left
+# with under 30 s before the deadline is skipped, and a running job is stopped at the deadline (its
+# unfinished chunk is lost; finished members are already in the store and results/records). A job whose
+# chunk fails (exit 3: a compile or CUDA error) is run once more with compile=false.
 #
 # Environment:
 #   DEADLINE_S (520)  seconds from the start until every job must have ended
@@ -69,7 +69,7 @@ command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=name,utilization.gp
 
 run_one() {  # run_one OVERRIDES... (one queue line without its "python -m experiments.run")
   local name left rc
-  name="$(printf '%s\n' "$@" | sed -n 's/^\(benchmark\|optimizer\)=//p' | paste -sd-)"
+  name="$(printf '%s\n' "$@" | sed -n 's/^\(benchmark\|optimizer\|seed_offset\)=//p' | paste -sd-)"
   left=$(( DEADLINE_EPOCH - $(date +%s) ))
   if (( left < 30 )); then echo "[queue] skip $*: ${left}s left"; return 0; fi
   echo "[queue] $(date -u +%H:%M:%S) start $* (${left}s left)"
@@ -96,5 +96,8 @@ for f in "$LOGS"/*.log; do
   grep -E "to train on|measured|chunk [0-9]+/|done in|FAILED|Error|error" "$f" | tail -8
 done
 kill %1 2>/dev/null
+# jobs of one cell (seed_offset=...) rewrite the same records file and can drop each other's lines there,
+# never from the store: one last sync puts every finished member into results/records
+"$PY" -m experiments.results
 tar czf "$OUT/cuda_queue.tgz" -C "$WORK" logs -C "$PWD" results/records $( [[ -d store/failed ]] && echo store/failed )
 echo "[queue] wrote $OUT/cuda_queue.tgz"

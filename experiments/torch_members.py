@@ -64,7 +64,15 @@ from experiments.trainer import Member, MemberResult, all_finite, compiled, eval
 # Per-member instances see one flat tensor per member up to this many parameters per member: there it cuts
 # their Python loop (M0, M1, C0: 1.1-1.5x); above it the compiled gradient write into the members' strided
 # rows costs more than that saves (M2, C1, CR: 0.85-1.0x). Measured in benchmarks/beyond_throughput.py.
+# On an accelerator every per-member instance is flat: there a step costs its kernel launches and host
+# syncs, not memory traffic, and the flat instance has fewer of both (M2, one member: 81-88 ops and 2
+# syncs against 131-204 ops and 7-12 syncs per step; counted with `benchmarks/beyond_throughput.py --ops`).
 FLAT_MAX = 1 << 18
+
+
+def use_flat(params: Sequence[Tensor]) -> bool:
+    """Whether per-member instances over these K-stacked parameters get one flat tensor per member."""
+    return params[0].device.type != "cpu" or sum(p[0].numel() for p in params) <= FLAT_MAX
 
 
 class TorchOptimizer(NamedTuple):
@@ -260,7 +268,7 @@ def member_step(
     params, grads = list(params), None  # grads: persistent buffers written in place, or fresh every step
     opt_params = opt_grads = params
     per_instance = opt_info.needs_per_member if per_member is None else per_member
-    if fast and per_instance and sum(p[0].numel() for p in params) <= FLAT_MAX:  # one flat tensor per instance
+    if fast and per_instance and use_flat(params):  # one flat tensor per instance
         flat = torch.cat([p.reshape(K, -1) for p in params], dim=1)
         params, grad_flat = flat_views(flat, params), torch.zeros_like(flat)
         grads, opt_params, opt_grads = flat_views(grad_flat, params), [flat], [grad_flat]

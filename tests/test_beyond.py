@@ -173,3 +173,12 @@ def test_fast_path_equals_plain_path(name, compile, flat, monkeypatch):
             assert pb["test_loss"] == pytest.approx(pa["test_loss"], rel=1e-9)
     _, loss0 = EnsembleMLP(SPEC).evaluate(glorot_init(SPEC, [3], dtype=DT), data.x_train, data.y_train)
     assert fast[0].train_loss != pytest.approx(float(loss0[0]), rel=1e-6)  # and it did train
+
+
+def test_per_member_instances_are_flat_on_an_accelerator_and_on_small_cpu_models():
+    """use_flat: on the CPU only up to FLAT_MAX parameters per member (memory traffic decides there); on any
+    other device always (kernel launches and host syncs decide there; ``beyond_throughput.py --ops``)."""
+    big = [torch.empty(2, torch_members.FLAT_MAX), torch.empty(2, 1)]
+    assert not torch_members.use_flat(big)
+    assert torch_members.use_flat([big[0][:, :10], big[1]])
+    assert torch_members.use_flat([t.to("meta") for t in big])
