@@ -30,6 +30,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.transforms import offset_copy
 
 from analysis import common
 from analysis.common import label, log
@@ -172,10 +174,22 @@ def scatter_panels(inp: Inputs, benches: list[str], out: Path, stem: str, title:
                 handles.setdefault(label(method) + (" (no tuning)" if vs else ""), h)
             handles.setdefault("best-tuned (large)", ax.scatter([], [], s=90, color="lightgray", edgecolor="black",
                                                                 linewidth=0.8))
-            if zoom:
+            if zoom:  # around the best-tuned and tuning-free points; those far off (_far_cut) on the top edge
                 focus = sub[sub.best | ~sub.tuned]
+                far = focus[focus.test > _far_cut(focus.test.to_numpy())]
+                focus = focus.drop(far.index)
                 ax.set_xlim(*_zoom(sub.train.to_numpy(), focus.train.to_numpy()))
                 ax.set_ylim(*_zoom(sub.test.to_numpy(), focus.test.to_numpy()))
+                right = 0  # markers clipped to the right edge too step leftwards, 8 points apart
+                for r in far.sort_values("train").itertuples():
+                    st, x = style(r.optimizer), min(r.train, ax.get_xlim()[1])
+                    dx = -8.0 * right if r.train > ax.get_xlim()[1] else 0.0
+                    right += r.train > ax.get_xlim()[1]
+                    ax.plot([x], [ax.get_ylim()[1]], marker="^", ls="none", ms=6, mfc="white" if r.tuned else st["color"],
+                            mec=st["color"], clip_on=False, zorder=6,
+                            transform=offset_copy(ax.transData, fig=fig, x=dx, y=0.0, units="points"))
+                    handles.setdefault("off scale (top edge)", Line2D([], [], marker="^", ls="none", mfc="white",
+                                                                      mec="gray"))
             else:
                 for values, axis, set_scale in ((sub.train, ax.xaxis, ax.set_xscale),
                                                  (sub.test, ax.yaxis, ax.set_yscale)):
@@ -416,18 +430,25 @@ def _cost_order(pts: pd.DataFrame) -> list[str]:
                   key=lambda m: (n[m], not common.is_vsgd(m), beyond.get(m, len(beyond))))
 
 
+def _far_cut(values: np.ndarray) -> float:
+    """Errors above this are far off the others (a diverged run at 100 %, a method several times worse) and go
+    on the top edge of a panel, so that the cluster near the best stays readable. cut = max(lowest + 10 x
+    (median - lowest), 3 x median) over the finite values: an error must be both far from the best relative to
+    the spread of the typical methods and three times the typical one to leave the scale (vSGD-g's 4.1 %
+    beside 2.4 % on M1 stays on it; a diverged 100 % beside 7.5 % on M0 does not)."""
+    m = values[np.isfinite(values)]
+    if not len(m) or m.min() < 0:
+        return np.inf
+    low, med = float(m.min()), float(np.median(m))
+    return max(low + 10 * (med - low), 3 * med)
+
+
 def _cost_ylim(mean: np.ndarray, std: np.ndarray) -> tuple[float, float, float]:
-    """(bottom, top, cut) of a panel: means above `cut` are far off the others (a diverged run at 100 %, a
-    method several times worse) and go on the top edge, so that the cluster near the best stays readable.
-    cut = max(lowest + 10 x (median - lowest), 3 x median): a mean must be both far from the best relative
-    to the spread of the typical methods and three times the typical one to leave the scale (vSGD-g's
-    4.1 % beside 2.4 % on M1 stays on it; a diverged 100 % beside 7.5 % on M0 does not)."""
+    """(bottom, top, cut) of a panel: means above `cut` (:func:`_far_cut`) go on the top edge."""
     finite = np.isfinite(mean)
     if not finite.any():
         return 0.0, 1.0, np.inf
-    m = mean[finite]
-    low, med = float(m.min()), float(np.median(m))
-    cut = max(low + 10 * (med - low), 3 * med) if low >= 0 else np.inf
+    cut = _far_cut(mean)
     inside = finite & (mean <= cut)
     err = np.nan_to_num(std, nan=0.0)
     lo, hi = float(np.min(mean[inside] - err[inside])), float(np.max(mean[inside] + err[inside]))
@@ -452,8 +473,6 @@ def beyond_tuning_cost(inp: Inputs, out: Path) -> list[Path]:
         log.info("%s skipped: no records for Tables 2/3 on %s in the store", stem, " ".join(common.BENCHMARKS))
         return []
     from matplotlib import ticker
-    from matplotlib.lines import Line2D
-    from matplotlib.transforms import offset_copy
 
     pts = pts[pts.benchmark.isin(benches)]
     order = _cost_order(pts)
