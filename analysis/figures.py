@@ -180,13 +180,12 @@ def scatter_panels(inp: Inputs, benches: list[str], out: Path, stem: str, title:
                 focus = focus.drop(far.index)
                 ax.set_xlim(*_zoom(sub.train.to_numpy(), focus.train.to_numpy()))
                 ax.set_ylim(*_zoom(sub.test.to_numpy(), focus.test.to_numpy()))
-                right = 0  # markers clipped to the right edge too step leftwards, 8 points apart
-                for r in far.sort_values("train").itertuples():
-                    st, x = style(r.optimizer), min(r.train, ax.get_xlim()[1])
-                    dx = -8.0 * right if r.train > ax.get_xlim()[1] else 0.0
-                    right += r.train > ax.get_xlim()[1]
-                    ax.plot([x], [ax.get_ylim()[1]], marker="^", ls="none", ms=6, mfc="white" if r.tuned else st["color"],
-                            mec=st["color"], clip_on=False, zorder=6,
+                x_max, top, right = ax.get_xlim()[1], ax.get_ylim()[1], 0
+                for r in far.sort_values("train").itertuples():  # those also past the right edge: 8 pt apart
+                    st, dx = style(r.optimizer), -8.0 * right if r.train > x_max else 0.0
+                    right += r.train > x_max
+                    ax.plot([min(r.train, x_max)], [top], marker="^", ls="none", ms=6, mec=st["color"],
+                            mfc="white" if r.tuned else st["color"], clip_on=False, zorder=6,
                             transform=offset_copy(ax.transData, fig=fig, x=dx, y=0.0, units="points"))
                     handles.setdefault("off scale (top edge)", Line2D([], [], marker="^", ls="none", mfc="white",
                                                                       mec="gray"))

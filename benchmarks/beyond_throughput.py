@@ -84,7 +84,9 @@ class OpCount(TorchDispatchMode):
 
 
 def count_ops(args) -> None:
-    """``--ops``: ATen ops and host syncs of one step (fast path, no compile), per-layer and flat layouts."""
+    """``--ops``: ATen ops and host syncs of one step (fast path, no compile), per-layer and flat layouts.
+    Counted on the CPU whatever ``--device`` says: the ops are the same, and on an accelerator every
+    per-member instance is flat (``torch_members.use_flat``), so there would be nothing to compare."""
     print(f"{'bench':5s} {'optimizer':20s} {'K':>3s} {'per-layer ops':>14s} {'syncs':>6s} {'flat ops':>9s} {'syncs':>6s}")
     for bench in args.benchmarks:
         spec, cfg = bench_spec(bench)
@@ -93,7 +95,7 @@ def count_ops(args) -> None:
                 cells = []
                 for flat_max in (0, 1 << 62):  # 0: per-layer tensors everywhere (on the CPU); huge: flat everywhere
                     torch_members.FLAT_MAX = flat_max
-                    one = stepper(spec, name, K, "fast", None, args.device)
+                    one = stepper(spec, name, K, "fast", None, "cpu")
                     for _ in range(args.warmup):
                         one()
                     with OpCount() as c:

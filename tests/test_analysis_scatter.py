@@ -7,6 +7,7 @@ SGD at 85 % test error (as SF-SGD on M2, which does not learn there), neither di
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -25,16 +26,13 @@ EXTRA = {"adam": 7.8, "sgd_schedulefree": 85.0}
 def inputs(tmp_path_factory) -> tables.Inputs:
     root = tmp_path_factory.mktemp("scatter") / "records"
     shutil.copytree(FIXTURES / "records", root)
+    template = json.loads(next(root.glob("M0/*/*.json")).read_text())  # a fixture record, its fields overridden
     for method, err in EXTRA.items():
         for seed in range(3):
-            key = {"benchmark": "M0", "optimizer": method, "hp": {}, "seed": seed, "fixture": True}
             test = err + 0.1 * seed
-            results.write_record(root, {
-                "benchmark": "M0", "optimizer": method, "seed": seed, "hp": {}, "train_error": test - 0.5,
-                "test_error": test, "train_loss": 0.01 * test, "test_loss": 0.01 * test, "diverged": False,
-                "diverged_step": None, "seconds": 1.0, "device": "cpu", "data_md5": "fixture-M0",
-                "data_original": True, "config_hash": results.config_hash(key), "epochs": 6.0,
-                "experiment": "fixture", "curve": []})
+            results.write_record(root, {**template, "optimizer": method, "hp": {}, "seed": seed, "diverged": False,
+                                        "test_error": test, "train_error": test - 0.5,
+                                        "config_hash": f"{method}-{seed}"})
     return tables.Inputs.from_frame(results.load(root), grid_dir=FIXTURES / "grid")
 
 
