@@ -92,7 +92,7 @@ def count_ops(args) -> None:
         spec, cfg = bench_spec(bench)
         for K in args.members:
             for name in args.optimizers:
-                cells = []
+                cells, default = [], torch_members.FLAT_MAX
                 for flat_max in (0, 1 << 62):  # 0: per-layer tensors everywhere (on the CPU); huge: flat everywhere
                     torch_members.FLAT_MAX = flat_max
                     one = stepper(spec, name, K, "fast", None, "cpu")
@@ -101,6 +101,7 @@ def count_ops(args) -> None:
                     with OpCount() as c:
                         one()
                     cells.append(f"{sum(c.ops.values()):14d} {c.ops['aten._local_scalar_dense.default']:6d}")
+                torch_members.FLAT_MAX = default
                 flat = REGISTRY[name].needs_per_member
                 print(f"{cfg.name:5s} {name:20s} {K:3d} {cells[0]} " + (cells[1].strip().rjust(16) if flat else "  (stacked)"))
 
