@@ -12,6 +12,7 @@ Which records feed which table: see analysis.common and docs/analysis.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -87,6 +88,15 @@ def edge_flags(best: tuple, grid: dict[str, list[float]]) -> list[str]:
     return flags
 
 
+def _every_point_ran(grid: dict[str, list[float]], settings: list[tuple]) -> bool:
+    """Whether every point of ``grid`` (its cartesian product) is among the settings that ran."""
+    names = list(grid)
+    ran = {tuple(dict(s).get(n) for n in names) for s in settings}
+    return all(any(all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-15) for a, b in zip(point, r) if b is not None)
+                   and None not in r for r in ran)
+               for point in itertools.product(*(grid[n] for n in names)))
+
+
 def table1(inp: Inputs, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame:
     """One row per (benchmark, tuned method) present in the store."""
     rows = []
@@ -115,6 +125,7 @@ def table1(inp: Inputs, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame
             flags += [f"{f} (of tried)" for f in edge_flags(best.setting, tried)
                       if f.split()[0] not in flagged and len(tried[f.split()[0]]) < len(grid.get(f.split()[0], []))]
             paper_hp = inp.table1.get((bench, method))
+            searched = source == "conf/grid" and _every_point_ran(grid, list(scores.setting))
             # the tuned hyper-parameters: in the grid, in the paper's row, or varied in the store
             shown = (set(grid) if source == "conf/grid" else set()) | set(paper_hp or {}) | {
                 k for k, v in tried.items() if len(v) > 1}
@@ -126,10 +137,16 @@ def table1(inp: Inputs, tuning_seeds: int = common.TUNING_SEEDS) -> pd.DataFrame
                    "train_mean": best["train_mean"],
                    "paper": common.setting_text(tuple(paper_hp.items())) if paper_hp else "",
                    "paper_setting_mean": float(at_paper["mean"].iloc[0]) if len(at_paper) else np.nan,
+                   "paper_setting_std": float(at_paper["std"].iloc[0]) if len(at_paper) else np.nan,
                    # 1 + the settings tried that scored strictly better than the paper's pick
                    "paper_setting_rank": int((scores["mean"] < at_paper["mean"].iloc[0]).sum()) + 1
                    if len(at_paper) else np.nan,
-                   "bold": bool(paper_hp) and common.matches(paper_hp, best.setting),
+                   # searched: every setting of the grid ran, so the pick is ours; otherwise the row shows the
+                   # paper's setting, copied, not searched (issue 33): never bold, never "(same)"
+                   "searched": searched,
+                   "pick": "ours" if searched else "paper",
+                   "seeds_per_setting": int(scores["n_seeds"].min()),
+                   "bold": searched and bool(paper_hp) and common.matches(paper_hp, best.setting),
                    "edge": "; ".join(flags),
                    "n_settings_tried": len(scores), "grid_size": common.grid_size(grid), "grid_source": source,
                    "epochs": float(recs.epochs.max()),
@@ -152,18 +169,19 @@ def table23_records(inp: Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame
     for (bench, method), recs in df.groupby(["benchmark", "optimizer"], sort=False):
         if inp.tuned(method):
             paper_hp = inp.table1.get((bench, method))
-            if paper_hp:
+            row = t1[(t1.benchmark == bench) & (t1.method == method)] if len(t1) else t1
+            if len(row) and (bool(row.searched.iloc[0]) or not paper_hp):
+                # our own pick: the grid was searched in full (issue 33), or the paper tuned no setting here
+                keep = recs[recs.setting == row.setting_key.iloc[0]]
+                source = "ours"
+            elif paper_hp:  # the grid was not searched in full: the paper's Table 1 setting, copied
                 keep = recs[[common.matches(paper_hp, s) for s in recs.setting]]
                 source = "paper"
                 if keep.empty:
                     log.info("%s %s: no records at the paper's Table 1 setting (%s); not in Tables 2/3", bench,
                              method, common.setting_text(tuple(paper_hp.items())))
-            else:  # the paper tuned no setting here (e.g. SMD on CIFAR): use our own Table 1 best
-                row = t1[(t1.benchmark == bench) & (t1.method == method)] if len(t1) else t1
-                if row.empty:
-                    continue
-                keep = recs[recs.setting == row.setting_key.iloc[0]]
-                source = "ours"
+            else:
+                continue
         else:
             counts = recs.groupby("setting", sort=False).size()
             if len(counts) > 1:
@@ -222,14 +240,32 @@ def table23(inp: Inputs, split: str, t1: pd.DataFrame | None = None, alpha: floa
             x = samples[m]
             paper = inp.paper.get((split, bench, m), np.nan)
             mean = float(np.mean(x))
+            beside = _at_papers_setting(inp, bench, m, g.setting.iloc[0], col)
             rows.append({"benchmark": bench, "method": m, "split": split, "mean": mean, "std": _std(x),
                          "n_seeds": len(x), "n_diverged": int(g.diverged.sum()), "paper": paper,
                          "diff": mean - paper if np.isfinite(paper) else np.nan, "bold": bold[m][0],
                          "p_value": bold[m][1], "best": m == best, "setting": common.setting_text(g.setting.iloc[0]),
                          "setting_source": g.setting_source.iloc[0], "epochs": float(g.epochs.max()),
                          "data_original": bool(g.data_original.all()),
-                         "n_settings": common.n_settings(m, inp.grids, inp.table1, inp.df)})
+                         "n_settings": common.n_settings(m, inp.grids, inp.table1, inp.df),
+                         # where our pick differs from the paper's setting: the paper's setting beside it
+                         "paper_setting": beside[0], "paper_setting_mean": beside[1],
+                         "paper_setting_std": beside[2], "paper_setting_n_seeds": beside[3]})
     return pd.DataFrame(rows)
+
+
+def _at_papers_setting(inp: Inputs, bench: str, method: str, setting: tuple, col: str) -> tuple:
+    """(text, mean, std, n) of ``col`` at the paper's Table 1 setting of a tuned method whose cell is at
+    another setting (our searched pick); ("", nan, nan, 0) where the cell is at the paper's setting, or
+    the paper gives none."""
+    paper_hp = inp.table1.get((bench, method))
+    if not paper_hp or not inp.tuned(method) or common.matches(paper_hp, setting):
+        return "", np.nan, np.nan, 0
+    df = inp.df
+    recs = df[(df.benchmark == bench) & (df.optimizer == method)]
+    x = recs[[common.matches(paper_hp, s) for s in recs.setting]][col].to_numpy(float)
+    text = common.setting_text(tuple(paper_hp.items()))
+    return text, (float(np.mean(x)) if len(x) else np.nan), _std(x), len(x)
 
 
 # -- writers ------------------------------------------------------------------------------------
@@ -287,7 +323,7 @@ def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
     def ours_cell(r) -> str:
         cell = _mean_spread(r)
         cell = f"**{cell}**" if r.bold else cell
-        return (cell + _approx_mark(r.data_original) + _one_seed_note(r) + _epochs_text(r.epochs)
+        return (cell + _approx_mark(r.data_original) + _pick_mark(r) + _one_seed_note(r) + _epochs_text(r.epochs)
                 + (f" ({r.n_diverged} div.)" if r.n_diverged else ""))
 
     def paper_cell(r) -> str:
@@ -297,8 +333,44 @@ def table23_markdown(t: pd.DataFrame, split: str, number: int) -> str:
         lines.append(f"| {bench} ours (n={_seeds_text(sub)}) | " + " | ".join(ours) + " |")
         lines.append(f"| {bench} paper (diff) | " + " | ".join(paper) + " |")
     settings = [_settings_of(t, m) for m in methods]
-    lines.append("| #settings | " + " | ".join(settings) + " |")
-    return "\n".join(lines) + "\n"
+    lines.append("| #settings (grid size) | " + " | ".join(settings) + " |")
+    lines.append("| grid searched by us on | " + " | ".join(_searched_on(t, m) for m in methods) + " |")
+    notes = _beside_notes(t)
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+PICK_MARKS = {"ours": "§", "paper": "‡"}
+TEX_PICK_MARKS = {"ours": r"$^{\S}$", "paper": r"$^{\ddagger}$"}
+PICK_LEGEND = ("§ a baseline at our own pick, from a grid we searched in full (Table 1); ‡ at the paper's Table 1 "
+               "setting, copied: we did not search that grid in full. \"#settings\" is the grid's size (the tuning "
+               "runs the paper's protocol needs), not the number we ran; the last row says where we ran it.")
+
+
+def _pick_mark(r) -> str:
+    """"§" / "‡" after a tuned baseline's cell: at our searched pick / at the paper's copied setting."""
+    return PICK_MARKS.get(r.get("setting_source"), "")
+
+
+def _searched_on(t: pd.DataFrame, method: str) -> str:
+    """The benchmarks where a tuned method's cell is at our searched pick ("no tuning" for vSGD & co.)."""
+    sub = t[t.method == method]
+    if set(sub.setting_source) <= {"untuned"}:
+        return "no tuning"
+    return " ".join(sub[sub.setting_source == "ours"].benchmark) or "none"
+
+
+def _beside_notes(t: pd.DataFrame) -> list[str]:
+    """One line per cell whose pick (ours) differs from the paper's setting, with the paper's setting beside."""
+    notes = []
+    for _, r in t.iterrows():
+        if not isinstance(r.get("paper_setting"), str) or not r.paper_setting:
+            continue
+        n = int(r.paper_setting_n_seeds)
+        spread = _num(r.paper_setting_mean) if n == 1 else f"{_num(r.paper_setting_mean)} ± {_num(r.paper_setting_std)}"
+        at = f"{spread} ({n} seeds)" if n else "not run"
+        notes.append(f"- {r.benchmark} {label(r.method)}§: our pick {r.setting}; at the paper's setting "
+                     f"({r.paper_setting}): {at}.")
+    return notes
 
 
 def _epochs_text(epochs: float) -> str:
@@ -326,7 +398,8 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
     def ours_cell(r) -> str:
         cell = _mean_spread(r, r"\pm")
         cell = rf"$\mathbf{{{cell}}}$" if r.bold else f"${cell}$"
-        return (cell + ("$^\\dagger$" if not r.data_original else "") + _tex(_one_seed_note(r))
+        return (cell + ("$^\\dagger$" if not r.data_original else "") + TEX_PICK_MARKS.get(r.setting_source, "")
+                + _tex(_one_seed_note(r))
                 + _tex(_epochs_text(r.epochs)))
 
     def paper_cell(r) -> str:
@@ -335,24 +408,55 @@ def table23_latex(t: pd.DataFrame, split: str, number: int) -> str:
     for bench, _, ours, paper in _table23_rows(t, methods, ours_cell, paper_cell):
         lines.append(f"{bench} & " + " & ".join(ours) + r" \\")
         lines.append(r"{\scriptsize paper} & " + " & ".join(paper) + r" \\")
-    lines += [r"\midrule", r"\#settings & " + " & ".join(_tex(_settings_of(t, m)) for m in methods) + r" \\",
+    lines += [r"\midrule", r"\#settings (grid size) & " + " & ".join(_tex(_settings_of(t, m)) for m in methods)
+              + r" \\", "searched by us on & " + " & ".join(_tex(_searched_on(t, m)) for m in methods) + r" \\",
               r"\bottomrule", r"\end{tabular}"]
     caption = (f"% Table {number}: final {split} error after 6 epochs, mean $\\pm$ std over seeds; bold: best and "
                f"not significantly different from it (Welch's t-test, p = {ALPHA}); small: the paper's value "
-               "(ours minus paper). $^\\dagger$: data not the original files (approximate CIFAR copy).")
-    return caption + "\n" + "\n".join(lines) + "\n"
+               "(ours minus paper). $^\\dagger$: data not the original files (approximate CIFAR copy). "
+               + PICK_LEGEND.replace("§", r"\S").replace("‡", r"$\ddagger$"))
+    notes = "".join(f"% {_tex(n)}\n" for n in _beside_notes(t))
+    return caption + "\n" + notes + "\n".join(lines) + "\n"
+
+
+PICK_TEXT = {"ours": "ours (searched in full)", "paper": "the paper's (copied, not searched)"}
+PICK_NOTE = ("Pick: *ours* where we ran every setting of the grid (the best by mean test error over its first 2 "
+             "seeds); *the paper's* where we ran only part of the grid (often only the paper's setting): that "
+             "row's setting is copied from the paper, not found by us, and never bold. Tables 2-3 use our pick "
+             "where we searched (§) and the paper's setting where we did not (‡).")
+
+
+def _best_text(r) -> str:
+    """Our best setting; for a grid not searched in full, only the best of what ran, said as such."""
+    if _searched(r):
+        return r.setting
+    return f"– (best of the {r.n_settings_tried} run: {r.setting})" if r.n_settings_tried > 1 else "– (not searched)"
+
+
+def _at_pick(r) -> tuple[float, float]:
+    """(mean, std) of the test error at the row's pick: our best where we searched, else the paper's setting."""
+    return (r["mean"], r["std"]) if _searched(r) else (r.paper_setting_mean, r.paper_setting_std)
+
+
+def _searched(r) -> bool:
+    return bool(r.get("searched", False)) and not pd.isna(r.get("searched"))
 
 
 def table1_markdown(t: pd.DataFrame) -> str:
-    lines = [("| Benchmark | Method | our best setting | test error (first 2 seeds) | paper's setting | "
-             "ours at paper's setting (its rank among those tried) | settings tried / grid | edge of grid |"),
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [("| Benchmark | Method | pick | our best setting | test error at the pick | paper's setting | "
+              "ours at paper's setting (its rank among those run) | settings we ran / grid | seeds per setting "
+              "| edge of grid |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in t.iterrows():
         same = " (same)" if r.bold else ""
-        lines.append(f"| {r.benchmark}{_epochs_text(r.epochs)} | {label(r.method)} | {r.setting} | {_num(r['mean'])} ± {_num(r['std'])}"
-                     f"{_approx_mark(r.data_original)} | {r.paper or '–'}{same} | {_num(r.paper_setting_mean)}{_rank(r)} | "
-                     f"{r.n_settings_tried} / {r.grid_size} ({r.grid_source}) | {r.edge or ''} |")
-    return "\n".join(lines) + "\n"
+        pick = PICK_TEXT[r.pick]
+        best = f"**{_best_text(r)}**" if r.bold else _best_text(r)
+        mean, std = _at_pick(r)
+        lines.append(f"| {r.benchmark}{_epochs_text(r.epochs)} | {label(r.method)} | {pick} | {best} | "
+                     f"{_num(mean)} ± {_num(std)}{_approx_mark(r.data_original)} | {r.paper or '–'}{same} | "
+                     f"{_num(r.paper_setting_mean)}{_rank(r)} | {r.n_settings_tried} / {r.grid_size} "
+                     f"({r.grid_source}) | {int(r.seeds_per_setting)} | {r.edge or ''} |")
+    return "\n".join(lines) + "\n\n" + PICK_NOTE + "\n"
 
 
 def _rank(r) -> str:
@@ -363,15 +467,18 @@ def _rank(r) -> str:
 
 
 def table1_latex(t: pd.DataFrame) -> str:
-    lines = [r"\begin{tabular}{llllrrl}", r"\toprule",
-             r"Benchmark & Method & best setting & paper's setting & test err. & at paper's & edge \\", r"\midrule"]
+    head = r"Benchmark & Method & pick & best setting & paper's setting & test err. & at paper's & ran / grid & seeds & edge"
+    lines = [r"\begin{tabular}{lllllrrrrl}", r"\toprule", head + r" \\", r"\midrule"]
     for _, r in t.iterrows():
-        lines.append(" & ".join([r.benchmark, _tex(label(r.method)), _tex(r.setting), _tex(r.paper or "--"),
-                                 f"${_num(r['mean'])} \\pm {_num(r['std'])}$", _num(r.paper_setting_mean),
+        best = _tex(_best_text(r))
+        lines.append(" & ".join([r.benchmark, _tex(label(r.method)), _tex(PICK_TEXT[r.pick]),
+                                 rf"\textbf{{{best}}}" if r.bold else best, _tex(r.paper or "--"),
+                                 "${} \\pm {}$".format(*map(_num, _at_pick(r))), _num(r.paper_setting_mean),
+                                 f"{r.n_settings_tried} / {r.grid_size}", str(int(r.seeds_per_setting)),
                                  _tex(r.edge or "")]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    return "% Table 1: best grid setting per benchmark and baseline (lowest mean test error over 2 seeds)\n" + \
-        "\n".join(lines) + "\n"
+    return ("% Table 1: best grid setting per benchmark and baseline (lowest mean test error over 2 seeds)\n% "
+            + _tex(PICK_NOTE) + "\n" + "\n".join(lines) + "\n")
 
 
 def _tex(s: str) -> str:
@@ -401,7 +508,8 @@ def write_all(inp: Inputs, out: Path, t1: pd.DataFrame | None = None,
         md = table23_markdown(t, split, number)
         md += ("\nBold: best, and every method not significantly different from it (Welch's t-test, "
                f"p >= {ALPHA}). Cells: mean ± std over seeds; below: the paper's value (ours minus paper). "
-               "† computed on data files that are not the originals (data_original False: the approximate CIFAR copy).\n")
+               "† computed on data files that are not the originals (data_original False: the approximate CIFAR copy). "
+               + PICK_LEGEND + "\n")
         written += _write(out / f"table{number}", t, md, table23_latex(t, split, number))
     return written
 

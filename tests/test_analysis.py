@@ -187,7 +187,8 @@ def test_written_tables(inp, tmp_path):
     md = (tmp_path / "table3.md").read_text().splitlines()
     n_bench = t3.benchmark.nunique()
     body = [line for line in md if line.startswith("| ") and not line.startswith("| Table")]
-    assert len(body) == 2 * n_bench + 1 and body[-1].startswith("| #settings")
+    assert len(body) == 2 * n_bench + 2 and body[-2].startswith("| #settings (grid size)")
+    assert body[-1].startswith("| grid searched by us on")
     n_methods = t3.method.nunique()
     assert all(line.count("|") == n_methods + 2 for line in body)
     assert sum(line.count("**") for line in md) == 2 * int(t3.bold.sum())

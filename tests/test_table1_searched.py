@@ -1,0 +1,76 @@
+"""Table 1 says what we searched (issue 33, section 1): a row is "ours" only where every point of the
+grid ran; a copied row is never bold and never "(same)"; Tables 2-3 use our pick where we searched, with
+the paper's setting beside it where the two differ. Built on the fixture store (tests/fixtures/records)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import common, tables
+from experiments import results
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _inputs(tmp_path: Path, grid_yaml: str | None, worsen_paper_m0: float = 0.0) -> tables.Inputs:
+    grid_dir = tmp_path / "grid"
+    grid_dir.mkdir()
+    if grid_yaml:
+        (grid_dir / "sgd.yaml").write_text(grid_yaml)
+    df = results.load(FIXTURES / "records")
+    if worsen_paper_m0:  # make another setting win M0's SGD search
+        paper = common.paper_table1(common.REFERENCE)[("M0", "sgd")]
+        at = (df.benchmark == "M0") & (df.optimizer == "sgd") & np.isclose(df.hp_eta0, paper["eta0"]) & \
+            np.isclose(df.hp_gamma, paper["gamma"])
+        df.loc[at, "test_error"] += worsen_paper_m0
+    return tables.Inputs.from_frame(df, grid_dir=grid_dir)
+
+
+M0_GRID = "eta0: [0.01, 0.03, 0.1, 0.3]\ngamma: [0.0, 1.0]\n"  # exactly the 8 M0 SGD settings in the fixture
+
+
+def test_a_grid_not_run_in_full_is_the_papers_pick_never_bold(tmp_path):
+    inp = _inputs(tmp_path, "eta0: [0.003, 0.01, 0.03, 0.1, 0.3]\ngamma: [0.0, 0.5, 1.0]\n")
+    t1 = tables.table1(inp)
+    sgd = t1[t1.method == "sgd"].set_index("benchmark")
+    assert not sgd.searched.any() and set(sgd.pick) == {"paper"} and not sgd.bold.any()
+    md = tables.table1_markdown(t1)
+    assert "(same)" not in md and "**" not in md
+    assert md.count("the paper's (copied, not searched)") == len(t1)
+    t3 = tables.table23(inp, "test", t1)
+    assert set(t3[t3.method == "sgd"].setting_source) == {"paper"}
+    assert "‡" in tables.table23_markdown(t3, "test", 3) and "§" not in tables.table23_markdown(t3, "test", 3)
+
+
+def test_a_grid_run_in_full_is_ours_and_bold_when_it_agrees(tmp_path):
+    t1 = tables.table1(_inputs(tmp_path, M0_GRID))
+    m0 = t1.set_index(["benchmark", "method"]).loc[("M0", "sgd")]
+    assert m0.searched and m0.pick == "ours" and m0.bold  # the fixture's best is the paper's setting
+    assert m0.seeds_per_setting == 2 and m0.n_settings_tried == m0.grid_size == 8
+    c0 = t1.set_index(["benchmark", "method"]).loc[("C0", "sgd")]
+    assert not c0.searched  # C0 ran eta0 0.003 and 0.01 only: most of this grid is missing
+    assert "(same)" in tables.table1_markdown(t1)
+
+
+def test_tables_2_3_use_our_pick_with_the_papers_setting_beside(tmp_path):
+    inp = _inputs(tmp_path, M0_GRID, worsen_paper_m0=5.0)
+    t1 = tables.table1(inp)
+    m0 = t1.set_index(["benchmark", "method"]).loc[("M0", "sgd")]
+    assert m0.searched and not m0.bold  # our pick now differs from the paper's
+    t3 = tables.table23(inp, "test", t1).set_index(["benchmark", "method"])
+    cell = t3.loc[("M0", "sgd")]
+    assert cell.setting_source == "ours" and cell.setting == m0.setting
+    df = inp.df
+    ours = df[(df.benchmark == "M0") & (df.optimizer == "sgd") & (df.setting == m0.setting_key)]
+    assert cell.n_seeds == len(ours) and cell["mean"] == pytest.approx(ours.test_error.mean())
+    paper = common.paper_table1(common.REFERENCE)[("M0", "sgd")]
+    at = df[(df.benchmark == "M0") & (df.optimizer == "sgd") & np.isclose(df.hp_eta0, paper["eta0"])
+            & np.isclose(df.hp_gamma, paper["gamma"])]
+    assert cell.paper_setting_n_seeds == len(at) == 10
+    assert cell.paper_setting_mean == pytest.approx(at.test_error.mean())
+    md = tables.table23_markdown(t3.reset_index(), "test", 3)
+    assert "§" in md and f"- M0 SGD§: our pick {m0.setting}; at the paper's setting" in md
+    assert "grid searched by us on | no tuning | no tuning | M0 |" in md
