@@ -25,7 +25,8 @@ checks both statements against torch.func).
 This is the same math as the ensemble trainer's batched bbprop
 (``experiments.mlp.EnsembleMLP.loss_and_grads(..., curvature=True)``), written here for torch's
 ``nn.Linear`` layout (weight ``[out, in]``) and a minibatch axis instead of the ensemble axis. The
-formulas live in the three small functions below.
+formulas live in the three small functions below; the batch reduction of the weight curvature is one
+matrix product, never a per-sample [B, out, in] tensor.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 LOSSES = ("cross_entropy", "mse")
+REDUCTIONS = ("mean", "sum")
 ACTIVATIONS = (nn.Tanh, nn.ReLU)
 
 
@@ -63,14 +65,18 @@ def activation_curvature_factor(module: nn.Module, output: Tensor) -> Tensor:
     raise TypeError(f"bbprop supports activations {[a.__name__ for a in ACTIVATIONS]}, not {type(module).__name__}.")
 
 
-def linear_bbprop(weight: Tensor, h_in: Tensor, d2a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """One ``nn.Linear`` layer: (curvature of weight [B, out, in], of bias [B, out], of its input [B, in]).
+def linear_bbprop(weight: Tensor, h_in: Tensor, d2a: Tensor, divisor: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One ``nn.Linear`` layer: (curvature of weight [out, in] and of bias [out], summed over the batch and
+    divided by ``divisor`` (B for a mean, 1 for a sum); per-sample curvature of its input [B, in]).
 
-    ``h_in`` [B, in] is the layer's input, ``d2a`` [B, out] the curvature at its output.
+    ``h_in`` [B, in] is the layer's input, ``d2a`` [B, out] the per-sample curvature at its output. The batch
+    reduction is one matrix product, sum_b d2a_bj h_bi^2: the per-sample tensor [B, out, in] is never formed
+    (at B = 256 and a 1024 x 1024 layer it was 1 GiB, benchmarks/optim_memory.py).
     """
-    w_curv = d2a.unsqueeze(2) * (h_in * h_in).unsqueeze(1)  # d2L/dW_ji^2 ~ d2L/da_j^2 h_i^2
-    h_curv = d2a @ (weight * weight)  # d2L/dh_i^2 ~ sum_j W_ji^2 d2L/da_j^2
-    return w_curv, d2a, h_curv
+    w_curv = (d2a.transpose(0, 1) @ (h_in * h_in)) / divisor  # d2L/dW_ji^2 ~ sum_b d2L/da_bj^2 h_bi^2
+    b_curv = d2a.sum(dim=0) / divisor  # d2L/db_j^2 ~ sum_b d2L/da_bj^2
+    h_curv = d2a @ (weight * weight)  # d2L/dh_i^2 ~ sum_j W_ji^2 d2L/da_j^2 (per sample)
+    return w_curv, b_curv, h_curv
 
 
 def check_sequential(model: nn.Module) -> None:
@@ -92,23 +98,23 @@ def bbprop_from_activations(model: nn.Sequential, inputs: Sequence[Tensor], loss
     Per-sample curvatures are averaged over the batch (``reduction="mean"``, as ``F.cross_entropy``
     and ``F.mse_loss`` do) or summed (``"sum"``), then ``l2`` is added to every parameter.
     """
-    if reduction not in ("mean", "sum"):
+    if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
     if inputs[0].dim() == 1:  # one unbatched sample
         inputs = [h.unsqueeze(0) for h in inputs]
+    divisor = float(inputs[0].shape[0]) if reduction == "mean" else 1.0
     d2 = output_curvature(loss, inputs[-1])
     out: dict[nn.Parameter, Tensor] = {}
     for k in reversed(range(len(model))):
         m = model[k]
         if isinstance(m, nn.Linear):
-            w_curv, b_curv, d2 = linear_bbprop(m.weight, inputs[k], d2)
+            w_curv, b_curv, d2 = linear_bbprop(m.weight, inputs[k], d2, divisor)
             out[m.weight] = w_curv
             if m.bias is not None:
                 out[m.bias] = b_curv
         else:
             d2 = d2 * activation_curvature_factor(m, inputs[k + 1])
-    reduce = torch.mean if reduction == "mean" else torch.sum
-    return {p: reduce(c, dim=0) + l2 for p, c in out.items()}
+    return {p: c + l2 for p, c in out.items()}
 
 
 @torch.no_grad()
@@ -123,19 +129,32 @@ def bbprop(model: nn.Sequential, x: Tensor, loss: str, *, l2: float = 0.0, reduc
 
 
 class ActivationRecorder:
-    """Records each module's input (and the model's output) on every forward pass of ``model``,
-    so that bbprop can run after a user's closure without a second forward pass."""
+    """Records each module's input (and the model's output) on the forward passes of ``model`` that run
+    with gradients enabled, so that bbprop can run after a user's closure without a second forward pass.
+
+    Forward passes under ``torch.no_grad()`` / ``torch.inference_mode()`` (evaluation) are not recorded and
+    cannot change the curvature. :meth:`curvature` uses the last recorded pass; ``forwards`` counts the
+    recorded passes since :meth:`reset`: ``VSGD`` resets it before calling its closure and after each
+    step, and refuses to guess when it is more than 1 (a second forward pass with gradients enabled between
+    ``backward()`` and ``step()``, or gradient accumulation: which pass the gradient came from cannot be told).
+
+    The hooks stay on the model until :meth:`remove` (``VSGD.close()``, or when the optimizer is garbage
+    collected).
+    """
 
     def __init__(self, model: nn.Sequential):
         check_sequential(model)
         self.model = model
         self.inputs: list[Tensor] | None = None
+        self.forwards = 0
         self._current: list[Tensor] = []
         self._handles = [m.register_forward_pre_hook(self._pre_hook(k)) for k, m in enumerate(model)]
         self._handles.append(model.register_forward_hook(self._done))
 
     def _pre_hook(self, k: int):
         def hook(module, args):
+            if not torch.is_grad_enabled():
+                return
             if k == 0:
                 self._current = []
             self._current.append(args[0].detach())
@@ -143,15 +162,26 @@ class ActivationRecorder:
         return hook
 
     def _done(self, module, args, output):
+        if not torch.is_grad_enabled():
+            return
         self.inputs = [*self._current, output.detach()]
+        self._current = []
+        self.forwards += 1
+
+    def reset(self) -> None:
+        """Forget the recorded pass (and its activations); count forward passes from 0."""
+        self.inputs, self._current, self.forwards = None, [], 0
 
     def curvature(self, loss: str, *, l2: float = 0.0, reduction: str = "mean") -> dict[nn.Parameter, Tensor]:
         if self.inputs is None:
             raise RuntimeError("no forward pass of the model was recorded: the closure must run the model "
-                               "(or call the model before optimizer.step()).")
+                               "with gradients enabled (or call the model and backward() before optimizer.step()).")
         with torch.no_grad():
             return bbprop_from_activations(self.model, self.inputs, loss, l2=l2, reduction=reduction)
 
     def remove(self) -> None:
+        """Take the hooks off the model (idempotent)."""
         for h in self._handles:
             h.remove()
+        self._handles = []
+        self.reset()

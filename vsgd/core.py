@@ -94,12 +94,16 @@ class HyperParam:
     # the only values allowed; None = any value in [low, high].
     choices: tuple[float, ...] | None = None
 
-    def check(self, name: str, value: float, rule: str) -> None:
+    def check(self, name: str, value: float, rule: str, *, hint: str | None = None) -> None:
+        """Raise ``ValueError`` if ``value`` is out of range. ``hint`` is how the fix is spelled, a format string
+        with ``{name}`` and ``{value}`` (default: the Hydra override ``optimizer.{name}={value}``; the
+        ``torch.optim`` front-ends pass their Python keyword)."""
+        hint = hint or "optimizer.{name}={value}"
         if self.choices is not None and value not in self.choices:
             raise ValueError(
                 f"Invalid {rule} hyper-parameter {name}={value!r}: it must be one of "
                 f"{', '.join(f'{c:g}' for c in self.choices)}" + (f" ({self.doc})" if self.doc else "")
-                + f". Fix the value, e.g. optimizer.{name}={self.default:g}."
+                + ". Fix the value, e.g. " + hint.format(name=name, value=f"{self.default:g}") + "."
             )
         ok_low = value >= self.low if self.low_inclusive else value > self.low
         if not (ok_low and value <= self.high) or math.isnan(value):
@@ -108,7 +112,7 @@ class HyperParam:
                 f"Invalid {rule} hyper-parameter {name}={value!r}: it must be {bound} {self.low}"
                 + (f" and <= {self.high}" if self.high != float("inf") else "")
                 + (f" ({self.doc})" if self.doc else "")
-                + f". Fix the value, e.g. optimizer.{name}={self.default}."
+                + ". Fix the value, e.g. " + hint.format(name=name, value=self.default) + "."
             )
 
 
@@ -145,8 +149,10 @@ class Rule:
         if unknown:
             raise ValueError(f"rule {self.name} declares unknown extras {sorted(unknown)}; known: {KNOWN_EXTRAS}")
 
-    def check_hp(self, values: Mapping[str, Any]) -> dict[str, float]:
-        """Validate user-supplied hyper-parameters and fill in defaults. Raises ``ValueError``."""
+    def check_hp(self, values: Mapping[str, Any], *, hint: str | None = None) -> dict[str, float]:
+        """Validate user-supplied hyper-parameters and fill in defaults. Raises ``ValueError``.
+
+        ``hint``: how an error message spells the fix (see :meth:`HyperParam.check`)."""
         unknown = set(values) - set(self.hyperparams)
         if unknown:
             known = ", ".join(sorted(self.hyperparams)) or "none"
@@ -160,9 +166,10 @@ class Rule:
                 value = float(raw)
             except (TypeError, ValueError):
                 raise ValueError(
-                    f"Invalid {self.name} hyper-parameter {name}={raw!r}: expected a number, e.g. {spec.default}."
+                    f"Invalid {self.name} hyper-parameter {name}={raw!r}: expected a number, e.g. "
+                    + (hint or "optimizer.{name}={value}").format(name=name, value=spec.default) + "."
                 ) from None
-            spec.check(name, value, self.name)
+            spec.check(name, value, self.name, hint=hint)
             out[name] = value
         return out
 

@@ -237,20 +237,29 @@ RULES = {"element": VSGD_L, "block": VSGD_B, "global": VSGD_G}
 
 
 # -- the torch.optim front-end ---------------------------------------------------------------------
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import nn
 
-from vsgd.bbprop import LOSSES, ActivationRecorder
-from vsgd.frontend import RuleOptimizer
+from vsgd.bbprop import LOSSES, REDUCTIONS, ActivationRecorder
+from vsgd.frontend import RuleOptimizer, state_dtype
 
 MODES = {"l": "element", "b": "block", "g": "global"}
 
 
+def check_n0(n0: Any) -> int:
+    """``n0`` of the front-ends: an int >= 1, a number of samples (``VSGD`` and ``VSGDfd`` alike)."""
+    if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
+        raise ValueError(f"Invalid n0={n0!r}: an int >= 1 (the number of slow-start samples), e.g. n0=10.")
+    return n0
+
+
 class VSGD(RuleOptimizer):
     r"""vSGD (paper 1): SGD whose learning rates set themselves, one per element ("l"), per parameter
-    tensor ("b") or one for all ("g"). There is no learning rate to give.
+    tensor ("b") or one for all ("g"). There is no learning rate to give (``lr``, default 1.0, is a
+    multiplier on the rates it sets, for schedulers and tools that expect one).
 
     Each step (Algorithm 1; the block and global variants pool the sums, eq. 8)::
 
@@ -259,18 +268,25 @@ class VSGD(RuleOptimizer):
         h_bar <- (1 - 1/tau) h_bar + |bbprop| / tau             # mean diagonal curvature
         eta   = g_bar^2 / (h_bar v_bar)                          # eq. 7
         tau   <- (1 - g_bar^2 / v_bar) tau + 1                  # adaptive memory, Sec. 4.2
-        theta <- theta - eta grad
+        theta <- theta - lr * eta * grad                         # lr = 1 (default): the paper's step
 
     The first ``n0`` steps only build the statistics (slow start, Sec. 4.4); v_bar (and h_bar, see
     ``c_scales_h``) start C times too large (C = max(1, d/10), d the number of parameters), which keeps
     the first steps small.
 
     Curvature, one of:
-      * ``model=`` an ``nn.Sequential`` of Linear / Tanh / ReLU layers and ``loss=`` "cross_entropy"
-        (``F.cross_entropy``) or "mse" (``F.mse_loss``), both with mean reduction over the batch:
-        the optimizer hooks the model and runs bbprop on the last forward pass (the closure's);
-      * ``curvature_fn=`` a callable returning, after the closure ran, a non-negative diagonal
-        curvature estimate per parameter (a list in the optimizer's parameter order, or a dict).
+      * ``model=`` an ``nn.Sequential`` of Linear / Tanh / ReLU layers (or ``torch.compile`` of one) and
+        ``loss=`` "cross_entropy" (``F.cross_entropy``) or "mse" (``F.mse_loss``), with ``reduction=``
+        "mean" (default) or "sum" over the batch: the optimizer hooks the model and runs bbprop on the
+        closure's own forward pass (or, for ``step()`` without a closure, on the one forward pass with
+        gradients enabled since the last step; it refuses to guess when there were several). The hooks
+        are removed by :meth:`close` or when the optimizer is garbage collected;
+      * ``curvature_fn=`` a callable taking no argument, called once per step after the closure (with
+        gradients disabled, unless it enables them), returning a non-negative diagonal curvature of *the
+        loss the closure returns* for every parameter that has a gradient: a list in the optimizer's
+        parameter order (all groups) or a dict keyed by parameter, each tensor with the parameter's
+        shape (or number of elements), finite. A closure returning a mean over the batch needs the mean
+        of the per-sample curvatures, one returning a sum the sum. See docs/vsgd.md for an example.
     If the loss contains an L2 penalty l2/2 ||theta||^2, pass ``l2=`` so its curvature is added.
 
     Example (no learning rate anywhere)::
@@ -284,22 +300,31 @@ class VSGD(RuleOptimizer):
 
     Args:
         mode: "l", "b" or "g".
+        lr: a multiplier >= 0 on the rates (default 1.0: exactly the paper's rates). Each param group
+            has its own ``group["lr"]``, which learning-rate schedulers change.
         blocks: for mode "b": "tensor" (every parameter tensor is a block, as the paper's per-layer
             weight and bias blocks) or "group" (every param group is one block).
         n0: slow-start samples (an int >= 1; the paper uses 0.001 x #train).
         c: slow-start constant C; None = max(1, d/10), d counted over all param groups.
         tau0, c_scales_h, move_during_init, eps, h_min: see :mod:`vsgd.vsgd` and docs/vsgd.md.
 
+    Dtypes: float32 and float64 parameters keep state in their dtype; float16 and bfloat16 parameters
+    keep float32 state (the update is added in the parameter's dtype). Sparse gradients are refused.
+
     Warning: the rates assume one sample (or one minibatch) per step with a roughly quadratic loss
     per sample; on non-smooth models (ReLU, sparse inputs) vSGD-l can take large steps. Paper 2's
     ``VSGDfd`` is the more robust choice there.
     """
+
+    lr_multiplier = True
+    strict_closure = True
 
     def __init__(
         self,
         params: Iterable[torch.Tensor] | Iterable[dict],
         mode: str = "l",
         *,
+        lr: float = 1.0,
         model: nn.Module | None = None,
         loss: str | None = None,
         curvature_fn: Callable[[], Any] | None = None,
@@ -323,48 +348,93 @@ class VSGD(RuleOptimizer):
                              "(bbprop), or curvature_fn=<callable> - exactly one of them.")
         if model is not None and loss not in LOSSES:
             raise ValueError(f"Invalid loss {loss!r}: with model=..., loss must be one of {LOSSES}.")
-        if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
-            raise ValueError(f"Invalid n0={n0!r}: an int >= 1 (the number of slow-start samples, e.g. 10).")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"Invalid reduction={reduction!r}: 'mean' (the loss is a mean over the batch, as "
+                             "F.cross_entropy's default) or 'sum'.")
+        check_n0(n0)
         if c is not None and not c > 0:
             raise ValueError(f"Invalid c={c!r}: C must be > 0, or None for max(1, d/10).")
         if not l2 >= 0:
             raise ValueError(f"Invalid l2={l2!r}: the L2 coefficient must be >= 0.")
+        if curvature_fn is not None and not callable(curvature_fn):
+            raise TypeError(f"curvature_fn must be a callable taking no argument, got {type(curvature_fn).__name__}.")
+        model = getattr(model, "_orig_mod", model)  # torch.compile(model): hook the module it wraps
+        self._recorder: ActivationRecorder | None = ActivationRecorder(model) if model is not None else None
+        self._own = None if model is None else {id(p) for p in model.parameters()}
         params = list(params)
         tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
         if c is None:
             c = max(1.0, sum(p.numel() for p in tensors) / 10.0)  # Sec. 4.4: C = d/10
         pooling = "global" if (mode == "b" and blocks == "group") else MODES[mode]
-        super().__init__(params, RULES[pooling], n0=n0, c=c, tau0=tau0, c_scales_h=float(c_scales_h),
-                         move_during_init=float(move_during_init), eps=eps, h_min=h_min)
+        try:
+            super().__init__(params, RULES[pooling], lr=lr, n0=n0, c=c, tau0=tau0, c_scales_h=float(c_scales_h),
+                             move_during_init=float(move_during_init), eps=eps, h_min=h_min)
+        except BaseException:
+            if self._recorder is not None:
+                self._recorder.remove()
+            raise
         self.mode, self.blocks = mode, blocks
         self._loss, self._l2, self._reduction = loss, float(l2), reduction
         self._curvature_fn = curvature_fn
-        self._recorder = None
-        if model is not None:
-            self._recorder = ActivationRecorder(model)
-            own = {id(p) for p in model.parameters()}
-            foreign = [i for i, p in enumerate(tensors) if id(p) not in own]
-            if foreign:
-                raise ValueError(f"parameter #{foreign[0]} given to VSGD is not a parameter of model=...: "
-                                 "bbprop gives curvature for the model's Linear layers only.")
         self._curv: dict[int, torch.Tensor] | None = None
+        # the hooks go when the optimizer goes (the finalizer holds the recorder, not the optimizer)
+        self._finalizer = weakref.finalize(self, self._recorder.remove) if self._recorder is not None else None
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if getattr(self, "_own", None) is not None:
+            ps = param_group["params"]
+            ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
+            foreign = [i for i, p in enumerate(ps) if id(p) not in self._own]
+            if foreign:
+                raise ValueError(f"parameter #{foreign[0]} of the param group given to VSGD is not a parameter of "
+                                 "model=...: bbprop gives curvature for the model's Linear layers only.")
+            param_group = {**param_group, "params": ps}
+        super().add_param_group(param_group)
+
+    def close(self) -> None:
+        """Remove the forward hooks that ``model=`` put on the model (also done when the optimizer is
+        garbage collected). The optimizer cannot step with bbprop afterwards."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+    @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        if self._recorder is not None and not self._recorder._handles:
+            raise RuntimeError("VSGD.step after close(): the model's hooks are gone, bbprop has no forward pass.")
         self._curv = None  # computed once per step, after the closure ran
-        return super().step(closure)
+        if self._recorder is not None and closure is not None:
+            self._recorder.reset()  # bbprop uses the closure's own forward pass
+        try:
+            return super().step(closure)
+        finally:
+            self._curv = None
+            if self._recorder is not None:
+                self._recorder.reset()  # count forward passes from here to the next step
 
     def _curvatures(self) -> dict[int, torch.Tensor]:
         if self._curv is None:
             if self._recorder is not None:
+                if self._recorder.forwards > 1:
+                    raise RuntimeError(
+                        f"the model ran {self._recorder.forwards} forward passes with gradients enabled since the last "
+                        "step, and bbprop cannot tell which one the gradient came from. Run evaluations under "
+                        "torch.no_grad() or after step(), or pass the closure to step() (its own forward pass is then "
+                        "used); gradient accumulation over several forward passes needs curvature_fn=... or VSGDfd.")
                 curv = self._recorder.curvature(self._loss, l2=self._l2, reduction=self._reduction)
                 self._curv = {id(p): c for p, c in curv.items()}
             else:
                 out = self._curvature_fn()
+                tensors = [p for g in self.param_groups for p in g["params"]]
                 if isinstance(out, dict):
                     self._curv = {id(p): c for p, c in out.items()}
-                else:
-                    tensors = [p for g in self.param_groups for p in g["params"]]
+                elif isinstance(out, (list, tuple)):
+                    if len(out) != len(tensors):
+                        raise ValueError(f"curvature_fn returned a list of {len(out)} tensors; the optimizer has "
+                                         f"{len(tensors)} parameters (a list must follow their order, over all groups).")
                     self._curv = {id(p): c for p, c in zip(tensors, out)}
+                else:
+                    raise TypeError("curvature_fn must return a list of tensors (the optimizer's parameter order) "
+                                    f"or a dict {{parameter: tensor}}, got {type(out).__name__}.")
                 if self._l2:
                     self._curv = {k: c + self._l2 for k, c in self._curv.items()}
         return self._curv
@@ -372,8 +442,24 @@ class VSGD(RuleOptimizer):
     def _extras(self, group, params, closure):
         extras = super()._extras(group, params, closure)
         curv = self._curvatures()
-        try:
-            extras["curvature"] = [curv[id(p)].detach().reshape(p.shape).unsqueeze(0) for p in params]
-        except KeyError:
-            raise RuntimeError("curvature_fn returned no curvature for a parameter that has a gradient.") from None
+        out = []
+        for p in params:
+            c = curv.get(id(p))
+            if c is None:
+                raise RuntimeError(f"curvature_fn returned no curvature for {self._where(group, p)}, which has a gradient.")
+            if not isinstance(c, torch.Tensor) or c.numel() != p.numel():
+                got = list(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+                raise ValueError(f"the curvature for {self._where(group, p)} must be a tensor of the parameter's "
+                                 f"shape, got {got}.")
+            if not bool(torch.isfinite(c).all()):
+                raise ValueError(f"the curvature for {self._where(group, p)} is not finite (NaN or inf): it would "
+                                 "turn the parameters into NaN. Check curvature_fn (or the loss: bbprop of a diverged "
+                                 "model is not finite either).")
+            out.append(c.detach().reshape(p.shape).to(state_dtype(p)).unsqueeze(0))
+        extras["curvature"] = out
         return extras
+
+    def _where(self, group: dict, p: torch.Tensor) -> str:
+        i = next(i for i, q in enumerate(group["params"]) if q is p)
+        gi = next(i for i, g in enumerate(self.param_groups) if g is group)
+        return f"parameter #{i} of param group {gi} (shape {list(p.shape)})"
