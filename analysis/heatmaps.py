@@ -49,6 +49,53 @@ def square_rgb(g: np.ndarray, vmax: float) -> np.ndarray:
     return CMAP(norm(np.clip(s, -vmax, vmax)))[..., :3]
 
 
+# Page layout shared with analysis.unit_suite_figures: the squares' pixels are fitted into DATA_W inches, so that
+# 7-8 pt labels stay legible when the figure is shown whole (about 11-14 in wide at 150 dpi)
+DATA_W = 9.0  # inches of squares, at most
+DPI = 150
+ALGORITHMS = {"vsgd_exact": "vSGD-l, exact curvature"}  # the suite's rows not in analysis.common.LABELS
+HP = {"eta0": "η0", "gamma": "γ"}
+
+
+def row_name(setting, n: int) -> str:
+    """A 1-D suite row in the papers' names, from its label ``sgd(eta0=0.1, gamma=1)``: ``SGD η0=0.1 γ=1, n=10``."""
+    from analysis.common import label
+
+    name = ALGORITHMS.get(setting.algorithm, label(setting.algorithm))
+    inner = setting.label[len(setting.algorithm):].strip("()")
+    for k, v in HP.items():
+        inner = inner.replace(f"{k}=", f"{v}=")
+    inner = inner.replace(", ", " ")
+    return f"{name} {inner}, n={n}" if inner else f"{name}, n={n}"
+
+
+def image_figure(img: np.ndarray, top_in: float, left_in: float, data_w: float = DATA_W):
+    """A figure for an image of squares (pixels: its height x width): the image at most ``data_w`` in wide and as
+    tall as its pixels in proportion, ``left_in`` for the row labels, ``top_in`` for the title and column labels
+    (above) and the colour bar at the right. Returns (figure, image axes, colour-bar axes)."""
+    h_px, w_px = img.shape[:2]
+    scale = data_w / w_px  # inches per pixel, both ways
+    w, h = w_px * scale, h_px * scale
+    bottom_in, right_in = 1.0, 1.3
+    fig = plt.figure(figsize=(left_in + w + right_in, top_in + h + bottom_in))
+    W, H = fig.get_figwidth(), fig.get_figheight()
+    ax = fig.add_axes((left_in / W, bottom_in / H, w / W, h / H))
+    bar_h = min(h, 3.0)
+    cax = fig.add_axes(((left_in + w + 0.25) / W, (bottom_in + (h - bar_h) / 2) / H, 0.12 / W, bar_h / H))
+    return fig, ax, cax
+
+
+def column_colorbar(fig, cax) -> None:
+    """The colour bar of per-column scales: one bar from -s to +s, s being each column's own scale (printed in the
+    column's label), white at the initial loss."""
+    from matplotlib.cm import ScalarMappable
+
+    bar = fig.colorbar(ScalarMappable(TwoSlopeNorm(vmin=-1.0, vcenter=0.0, vmax=1.0), CMAP), cax=cax,
+                       ticks=[-1, -0.5, 0, 0.5, 1])
+    bar.ax.set_yticklabels(["−s (worse)", "−s/2", "0 (initial)", "s/2", "s (better)"], fontsize=7)
+    bar.set_label("log10(initial / current loss)\ns: the column's scale (in its label)", fontsize=7)
+
+
 def draw_heatmaps(res: dict, path: Path, *, rows: list[int] | None = None, title: str | None = None) -> Path:
     gain = res["gain"]
     rows = list(range(gain.shape[0])) if rows is None else rows
@@ -77,27 +124,26 @@ def draw_heatmaps(res: dict, path: Path, *, rows: list[int] | None = None, title
             sq = square_rgb(gain[r, c], scale[c])  # [N, T, 3]
             sq = sq[np.linspace(0, N - 1, cell_h).round().astype(int)]
             img[row_y[i]:row_y[i] + cell_h, col_x[c]:col_x[c] + cell_w] = np.repeat(sq, 2, axis=1)
-    fig_w = 3 + x / 40
-    fig_h = 1.5 + img.shape[0] / 40
-    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
+    fig, ax, cax = image_figure(img, top_in=1.6 if title else 1.3, left_in=1.9)
     ax.imshow(img, interpolation="nearest", aspect="auto")
     ax.set_yticks(row_y + cell_h / 2)
-    ax.set_yticklabels([f"{res['rows'][r][0].label}  n={res['rows'][r][1]}" for r in rows], fontsize=7)
+    ax.set_yticklabels([row_name(*res["rows"][r]) for r in rows], fontsize=7.5)
     ax.set_xticks(np.array(col_x) + cell_w / 2)
-    ax.set_xticklabels([f"A={c.A:g} s2={c.s2:g}" for c in res["cases"]], rotation=90, fontsize=6)
+    ax.set_xticklabels([f"A={c.A:g} σ²={c.s2:g}  s={v:.2g}" for c, v in zip(res["cases"], scale)], rotation=90,
+                       fontsize=6.5)
     for f in dict.fromkeys(groups):
         idx = [i for i, g in enumerate(groups) if g == f]
-        ax.text((col_x[idx[0]] + col_x[idx[-1]] + cell_w) / 2, -6, f"f_{f}", ha="center", va="bottom", fontsize=10)
+        ax.text((col_x[idx[0]] + col_x[idx[-1]] + cell_w) / 2, -6, f"f_{f}", ha="center", va="bottom", fontsize=9)
     ax.tick_params(length=0)
     for s in ax.spines.values():
         s.set_visible(False)
+    column_colorbar(fig, cax)
     what = "excess loss (expected - optimal)" if res.get("measure", "expected") == "excess" else "expected loss"
-    ax.set_title((title + "\n" if title else "") + f"1-D suite: gain log10(initial/current) of the {what}; x: log2 updates "
-                 "1..1024, y: runs sorted;\nwhite = initial, blue = better, red = worse; colour scale per column",
-                 fontsize=9, pad=22)
-    fig.tight_layout()
+    ax.set_title((title + "\n" if title else "") + f"1-D suite: gain log10(initial / current) of the {what}; x: "
+                 "log2 updates 1..1024, y: runs sorted;\nwhite = initial, blue = better, red = worse; colour scale "
+                 "s per column (colour bar)", fontsize=8.5, pad=24)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 
@@ -167,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     print(draw_heatmaps(res, args.out / "suite_1d_heatmap.png"))
     fd_rows = [i for i, (s, _) in enumerate(res["rows"]) if s.algorithm in ("vsgd_fd", "vsgd_exact")]
     print(draw_heatmaps(res, args.out / "suite_1d_heatmap_vsgd.png", rows=fd_rows,
-                        title="vSGD-l on the exact curvature (row vsgd_exact) and vSGD-fd rows of the 1-D suite (n = 1 above n = 10)"))
+                        title="vSGD-l on the exact curvature and vSGD-fd rows of the 1-D suite (n = 1 above n = 10)"))
     print(draw_learning_curves(res, args.out / "suite_1d_curves.png"))
 
 

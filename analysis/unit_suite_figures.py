@@ -26,11 +26,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
+from analysis.common import label
+from analysis.heatmaps import DATA_W, DPI, column_colorbar, image_figure
 from experiments import unit_suite
 
 CMAP = plt.get_cmap("RdBu")  # red = worse than the start, white = the start, blue = better
 CELL_H = 24  # pixels per square (runs are resampled to this height)
-PX_PER_CKPT = 4
+PX_PER_CKPT = 2
 
 
 def column_scale(g: np.ndarray, q: float = 95.0) -> float:
@@ -48,6 +50,14 @@ def square_rgb(g: np.ndarray, vmax: float) -> np.ndarray:
     return np.repeat(rgb, PX_PER_CKPT, axis=1)
 
 
+KIND = {"rule": "our rule", "torch": "PyPI"}
+
+
+def display_name(optimizer: str) -> str:
+    """An optimizer as the tables and papers name it (analysis.common.LABELS): ``vsgd_l`` -> ``vSGD-l``."""
+    return label(optimizer)
+
+
 def draw_grid(res: unit_suite.SuiteResult, cols: list[int], path: Path, title: str, group_of) -> Path:
     O, T = len(res.optimizers), len(res.checkpoints)
     cell_w = T * PX_PER_CKPT
@@ -59,27 +69,33 @@ def draw_grid(res: unit_suite.SuiteResult, cols: list[int], path: Path, title: s
         x += cell_w
     row_y = [i * (CELL_H + 4) for i in range(O)]
     img = np.ones((row_y[-1] + CELL_H, x, 3))
+    scales = []
     for j, c in enumerate(cols):
         vmax = column_scale(res.gain[:, c, :, -1])
+        scales.append(vmax)
         for o in range(O):
             img[row_y[o]:row_y[o] + CELL_H, col_x[j]:col_x[j] + cell_w] = square_rgb(res.gain[o, c], vmax)
-    fig, ax = plt.subplots(figsize=(2.5 + x / 45, 2.2 + img.shape[0] / 40))
+    fig, ax, cax = image_figure(img, top_in=1.9, left_in=2.3, data_w=min(DATA_W * 1.3, x / 90))
     ax.imshow(img, interpolation="nearest", aspect="auto")
     ax.set_yticks(np.array(row_y) + CELL_H / 2)
     runs = [int((~np.isnan(res.gain[o, 0, :, -1])).sum()) for o in range(O)]
-    ax.set_yticklabels([f"{n} ({k}, {r} runs)" for n, k, r in zip(res.optimizers, res.kinds, runs)], fontsize=7)
+    ax.set_yticklabels([f"{display_name(n)} ({KIND.get(k, k)}, {r} runs)" for n, k, r in
+                        zip(res.optimizers, res.kinds, runs)], fontsize=7.5)
     ax.set_xticks(np.array(col_x) + cell_w / 2)
-    ax.set_xticklabels([_col_label(res.cases[c]) for c in cols], rotation=90, fontsize=6)
+    ax.set_xticklabels([f"{_col_label(res.cases[c])}  s={v:.2g}" for c, v in zip(cols, scales)], rotation=90,
+                       fontsize=6.5)
     for j, c in enumerate(cols):  # group names above the first column of each group
         if j == 0 or group_of(res.cases[c]) != group_of(res.cases[cols[j - 1]]):
-            ax.text(col_x[j], -6, group_of(res.cases[c]), fontsize=7, rotation=30, ha="left", va="bottom")
-    ax.set_title(title + f"\nx: updates 1..{res.checkpoints[-1]} (log2); y: runs sorted; colour: log10(initial/current loss),"
-                 " white = initial, blue = better, red = worse (per-column scale)", fontsize=8, pad=40)
+            ax.text(col_x[j], -6, group_of(res.cases[c]), fontsize=7.5, rotation=30, ha="left", va="bottom")
+    ax.tick_params(length=0)
+    column_colorbar(fig, cax)
+    ax.set_title(title + f"\nx: updates 1..{res.checkpoints[-1]} (log2); y: runs sorted; colour: log10(initial/current "
+                 "loss), white = initial, blue = better, red = worse; scale s per column (colour bar)", fontsize=8.5,
+                 pad=44)
     for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path
 
@@ -91,13 +107,14 @@ def _col_label(c: unit_suite.Case) -> str:
 
 
 def draw_summary(res: unit_suite.SuiteResult, path: Path) -> Path:
+    """Per optimizer (display names, as in the tables): the fraction of cases improved and unstable."""
     table = unit_suite.summary(res)
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))
     y = np.arange(len(table))
     ax.barh(y - 0.2, table.improved, height=0.4, color="tab:blue", label="improved (median run: loss >= 21 % lower)")
     ax.barh(y + 0.2, table.unstable, height=0.4, color="tab:red", label="unstable (>= 25 % of runs 10x worse or non-finite)")
     ax.set_yticks(y)
-    ax.set_yticklabels(table.optimizer)
+    ax.set_yticklabels([display_name(o) for o in table.optimizer])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"fraction of the {len(res.cases)} cases")

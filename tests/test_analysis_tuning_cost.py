@@ -136,7 +136,7 @@ def test_off_scale_mean_on_the_top_edge_and_shared_x_spread_on_the_page(store, t
     assert len({round(x, 3) for x in page_x}) == len(at_one)
     # the legend: every tuning-free method before every tuned one
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
-    kinds = [t.endswith("(no tuning)") for t in texts if t.endswith(("(no tuning)", "runs)"))]
+    kinds = [t.endswith("(no tuning)") for t in texts if t.endswith(("(no tuning)", "settings)"))]
     assert kinds == sorted(kinds, reverse=True) and kinds.count(True) == 4
 
 
