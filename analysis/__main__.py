@@ -25,7 +25,8 @@ from analysis import coverage, devices, fidelity, figures, tables, wall_time
 from analysis.common import log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
-EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps", "analysis.paper2_figs", "analysis.unit_suite_figures")
+EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps", "analysis.paper2_figs", "analysis.unit_suite_figures",
+            "analysis.c_sensitivity")
 
 
 def call_external(mod, store: Path, out: Path) -> list[Path] | None:

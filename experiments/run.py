@@ -300,7 +300,8 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
 
         try:
             out = trainer.train([m for m, _ in part], data, epochs=epochs, device=device, dtype=dtype,
-                                progress=progress)
+                                progress=progress,  # curve_at_start: Supp. Fig. 9 (a point at step 0)
+                                **({"curve_start": True} if cfg.get("curve_at_start") else {}))
         except (RuntimeError, MemoryError) as exc:  # out of memory, a CUDA error...: record, report, move on
             for m, chash in part:
                 results.write_failure(store, bench.name, name, chash,

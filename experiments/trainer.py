@@ -172,6 +172,7 @@ def lockstep(
     evaluate: Callable[[slice, slice], EvalOut],
     drop: Callable[[Tensor], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    curve_start: bool = False,
 ) -> list[MemberResult]:
     """The schedule every trainer of K lock-step members shares; returns one result per member.
 
@@ -179,6 +180,8 @@ def lockstep(
     epoch), the divergence checks, the checkpoint evaluations and the records. The trainer supplies:
 
     ``mse``: the target is the input (the autoencoder) and a diverged member's error is inf, not 100 %.
+    ``curve_start``: also a checkpoint at step 0, before any update (the initial loss; Supp. Fig. 9's
+    instability test compares the losses of the run with it, analysis/c_sensitivity.py).
 
     * ``step(x, target, dead, ahead)``: one update of every row on its sample; returns the original indices
       of members found diverged during it (an optimizer that refused a non-finite step), usually none.
@@ -223,6 +226,8 @@ def lockstep(
 
     t = 0
     perm = None
+    if curve_start:
+        record(0, last=False)
     while t < total_steps:
         if t % N == 0:  # a new epoch: every member draws its own order
             perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in rows]).to(device)
@@ -268,8 +273,10 @@ def train_ensemble(
     eval_subset: int = 10_000,
     progress: Callable[[int], None] | None = None,
     compile: bool = False,
+    curve_start: bool = False,
 ) -> list[MemberResult]:
-    """Train ``members`` together for ``epochs`` and return one result per member (input order)."""
+    """Train ``members`` together for ``epochs`` and return one result per member (input order);
+    ``curve_start``: a checkpoint at step 0 too (:func:`lockstep`)."""
     K = len(members)
     model = EnsembleMLP(spec)
     data = data.to(device, dtype)
@@ -306,4 +313,4 @@ def train_ensemble(
         params, state, hp = _select(params, keep), _select(state, keep), _select(hp, keep)
 
     return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse", step=step,
-                    finite=finite, evaluate=evaluate, drop=drop, progress=progress) if K else []
+                    finite=finite, evaluate=evaluate, drop=drop, progress=progress, curve_start=curve_start) if K else []

@@ -1,0 +1,354 @@
+"""Supp. Figs. 9 and 10 of paper 1: vSGD's sensitivity to the slow-start constant C (App. E).
+
+    supp_fig10_c_sensitivity  test error after epochs 1, 3 and 6 against C, vSGD-l/b/g on M0, M1, M2
+                              (records of experiment=supp_fig10_c_sensitivity; C = d/10 drawn as a line,
+                              our default runs and the paper's Table 3 value on it)
+    supp_fig9_critical_c      the critical C of vSGD-l against the dimension d, with the line C = d/10:
+                              the benchmarks (records of experiment=supp_fig9_critical_c) and XOR MLPs of
+                              widths 2 .. 10^4 (<store>/synthetic/supp_fig9_xor.jsonl, experiments/c_sensitivity.py)
+
+Definitions (Supp. Fig. 9; results/README.md):
+
+* **unstable** (:func:`unstable`): a run is unstable when the runner found its parameters non-finite
+  (``diverged``) or when its training loss at some checkpoint of the run is non-finite or more than
+  ``BLOWUP`` = 2 times its loss at step 0 (the checkpoint before any update, ``curve_at_start``). The
+  paper's instability is "too large initial steps": such steps throw the loss up, far above where the run
+  started, rather than to NaN (a tanh MLP with a softmax keeps finite gradients). A run that never moves
+  keeps its initial loss (ratio 1), a stable one lowers it.
+* **critical C** (:func:`critical_c`): the largest C of the grid at which at least 10 % of the runs are
+  unstable (the paper's definition). When no C of the grid is, it lies below the grid (drawn as such);
+  when the largest C is, it is at least that.
+
+Also writes ``results/supp_fig9_critical_c.csv`` (per setup and C: runs, unstable runs; per setup the
+critical C, d, the factor (d/10) / critical C, and the critical C under BLOWUP = 1.25 and 10 and under the
+non-finite test alone) and ``results/supp_fig9_longer_runs.csv`` (the verdict of the short runs against
+longer runs of the same members).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.common import LABELS, PROJECT_ROOT, paper_tables, save_png_pdf
+
+log = logging.getLogger("analysis")
+
+BLOWUP = 2.0  # unstable: a checkpoint's training loss above BLOWUP x its loss at step 0
+BLOWUP_ALTERNATIVES = (1.25, 10.0)  # reported beside: how much the critical C depends on the threshold
+MIN_UNSTABLE = 0.1  # the paper: "the largest [C] for which at least 10% of the runs give rise to instability"
+VARIANTS = ("vsgd_l", "vsgd_b", "vsgd_g")
+FIG10_BENCHMARKS = ("M0", "M1", "M2")
+FIG10_EPOCHS = (1.0, 3.0, 6.0)
+FIG10_EXPERIMENT = "supp_fig10_c_sensitivity"
+FIG9_EXPERIMENT = "supp_fig9_critical_c"
+XOR_FILE = "supp_fig9_xor.jsonl"
+COLORS = {"vsgd_l": "#1f77b4", "vsgd_b": "#2ca02c", "vsgd_g": "#d62728"}
+EPOCH_ALPHA = {1.0: 0.3, 3.0: 0.6, 6.0: 1.0}
+
+
+# -- definitions ----------------------------------------------------------------------------------
+def loss_ratios(curve: Sequence[dict]) -> list[float]:
+    """Training loss at each checkpoint after step 0 over the loss at step 0 (inf where not finite)."""
+    if not curve or curve[0].get("step") != 0:
+        raise ValueError("the curve has no checkpoint at step 0: run with curve_at_start=true")
+    l0 = float(curve[0]["train_loss"])
+    return [float(p["train_loss"]) / l0 if math.isfinite(float(p["train_loss"])) else math.inf for p in curve[1:]]
+
+
+def unstable(curve: Sequence[dict], diverged: bool, blowup: float = BLOWUP, upto: int | None = None) -> bool:
+    """The instability test (module docstring): non-finite parameters, or a checkpoint's training loss (up to
+    step ``upto``) non-finite or above ``blowup`` x the loss at step 0. ``blowup=inf``: non-finite only."""
+    if diverged:
+        return True
+    points = [p for p in curve[1:] if upto is None or p["step"] <= upto]
+    return any(r > blowup for r in loss_ratios([curve[0], *points]))
+
+
+def critical_c(frac_unstable: pd.Series, min_frac: float = MIN_UNSTABLE) -> tuple[float, str]:
+    """(critical C, kind) from the share of unstable runs per C (index): the largest C with share >= min_frac.
+    kind: "" (found), "below" (no C of the grid: value is the smallest C tried), "at least" (the largest C)."""
+    s = frac_unstable.sort_index()
+    hit = s[s >= min_frac - 1e-12]
+    if hit.empty:
+        return float(s.index[0]), "below"
+    c = float(hit.index[-1])
+    return c, "at least" if c == float(s.index[-1]) else ""
+
+
+def rule_c(d: int) -> float:
+    """The default C of the code and the paper's rule of thumb: max(1, d/10) (vsgd/vsgd.py)."""
+    return max(1.0, d / 10.0)
+
+
+def n_params(benchmark: str) -> int:
+    """d of a benchmark from conf/benchmark/<name>.yaml: sum of fan_in x fan_out + fan_out over layers."""
+    import yaml
+
+    layers = yaml.safe_load((PROJECT_ROOT / "conf" / "benchmark" / f"{benchmark.lower()}.yaml").read_text())["layers"]
+    return int(sum(a * b + b for a, b in itertools.pairwise(layers)))
+
+
+# -- data ------------------------------------------------------------------------------------------
+def _records(store: Path) -> pd.DataFrame:
+    from experiments import results
+
+    if not Path(store).is_dir():
+        raise FileNotFoundError(f"no results store at {store}")
+    df = results.load(store, with_curves=True)
+    if df.empty or "hp_c" not in df:
+        return df.iloc[0:0]
+    return df[df.optimizer.isin(VARIANTS)].copy()
+
+
+def fig9_runs(store: Path) -> pd.DataFrame:
+    """One row per run of Supp. Fig. 9: setup, family, d, c, seed, length (updates), unstable (+ variants)."""
+    rows = []
+    df = _records(store)
+    if not df.empty:
+        df = df[(df.experiment == FIG9_EXPERIMENT) & (df.optimizer == "vsgd_l")]
+    for r in df.itertuples():
+        rows.append({"setup": r.benchmark, "family": "benchmark", "d": n_params(r.benchmark), "c": float(r.hp_c),
+                     "seed": int(r.seed), "updates": int(r.steps),
+                     "diverged": bool(r.diverged), "curve": r.curve})
+    path = Path(store) / "synthetic" / XOR_FILE
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rows.append({"setup": r["setup"], "family": "xor", "d": int(r["d"]), "c": float(r["hp"]["c"]),
+                             "seed": int(r["seed"]), "updates": int(r["steps"]), "diverged": bool(r["diverged"]),
+                             "curve": r["curve"]})
+    if not rows:
+        raise FileNotFoundError(f"no Supp. Fig. 9 runs in {store} (experiment={FIG9_EXPERIMENT}, synthetic/{XOR_FILE})")
+    out = pd.DataFrame(rows)
+    out["short"] = out.updates == out.groupby("setup").updates.transform("min")  # longer runs: the check
+    out["max_ratio"] = [max(loss_ratios(c), default=1.0) for c in out.curve]
+    out["unstable"] = [unstable(c, d) for c, d in zip(out.curve, out.diverged)]
+    for k in BLOWUP_ALTERNATIVES:
+        out[f"unstable_{k:g}"] = [unstable(c, d, k) for c, d in zip(out.curve, out.diverged)]
+    out["unstable_nonfinite"] = [unstable(c, d, math.inf) for c, d in zip(out.curve, out.diverged)]
+    return out
+
+
+def critical_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per setup (short runs): d, the rule's C, the critical C (and kind), the factor (d/10) / critical C,
+    the C grid with runs and unstable runs per C, and the critical C under the other thresholds."""
+    out = []
+    short = runs[runs.short]
+    for setup, g in short.groupby("setup", sort=False):
+        d = int(g.d.iloc[0])
+        by_c = g.groupby("c")
+        crit, kind = critical_c(by_c.unstable.mean())
+        row = {"setup": setup, "family": g.family.iloc[0], "d": d, "rule_c": rule_c(d), "critical_c": crit,
+               "kind": kind, "factor": rule_c(d) / crit, "updates": int(g.updates.iloc[0]),
+               "seeds_min": int(by_c.size().min()),
+               "grid": " ".join(f"{c:g}" for c in by_c.size().index),
+               "unstable_per_c": " ".join(f"{int(u)}/{int(n)}" for u, n in zip(by_c.unstable.sum(), by_c.size()))}
+        for col in [f"unstable_{k:g}" for k in BLOWUP_ALTERNATIVES] + ["unstable_nonfinite"]:
+            c2, k2 = critical_c(by_c[col].mean())
+            row[f"critical_c_{col.removeprefix('unstable_')}"] = f"{'<' if k2 == 'below' else '>=' if k2 else ''}{c2:g}"
+        out.append(row)
+    t = pd.DataFrame(out)
+    return t.sort_values(["d", "setup"]).reset_index(drop=True) if len(t) else t
+
+
+def longer_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The short runs' verdict against longer runs of the same (setup, C, seed): per (setup, C, length)."""
+    short = runs[runs.short].set_index(["setup", "c", "seed"])
+    rows = []
+    for (setup, c, n), g in runs[~runs.short].groupby(["setup", "c", "updates"]):
+        s = short.reindex(pd.MultiIndex.from_arrays([g.setup, g.c, g.seed]))
+        both = s.unstable.notna().to_numpy()
+        rows.append({"setup": setup, "c": c, "short_updates": int(s.updates.dropna().iloc[0]) if both.any() else None,
+                     "long_updates": int(n), "runs": int(both.sum()),
+                     "unstable_short": int(s.unstable[both].sum()), "unstable_long": int(g.unstable[both].sum()),
+                     "verdicts_differ": int((s.unstable[both].astype(bool).to_numpy()
+                                             != g.unstable[both].to_numpy()).sum())})
+    return pd.DataFrame(rows)
+
+
+def fig10_points(store: Path) -> pd.DataFrame:
+    """Test error at epochs 1, 3, 6 per (benchmark, variant, C, epoch): mean over seeds, n, n diverged.
+    C = 0 rows (the default, max(1, d/10)) are the default runs, reported at C = d/10."""
+    df = _records(store)
+    if df.empty:
+        raise FileNotFoundError("no vSGD records in the store")
+    df = df[df.benchmark.isin(FIG10_BENCHMARKS) & np.isclose(df.epochs.astype(float), 6.0)]
+    df = df[(df.experiment == FIG10_EXPERIMENT) | (df.hp_c.astype(float) == 0.0)]
+    if not (df.experiment == FIG10_EXPERIMENT).any():
+        raise FileNotFoundError(f"no records of experiment={FIG10_EXPERIMENT} in the store")
+    rows = []
+    for r in df.itertuples():
+        d = n_params(r.benchmark)
+        c = float(r.hp_c) if float(r.hp_c) > 0 else rule_c(d)
+        at = {round(float(p["epoch"]), 6): float(p["test_error"]) for p in (r.curve or [])}
+        for e in FIG10_EPOCHS:
+            err = at.get(e, 100.0 if r.diverged else math.nan)  # a diverged run: 100 % (the runner's convention)
+            rows.append({"benchmark": r.benchmark, "optimizer": r.optimizer, "c": c, "default": float(r.hp_c) == 0.0,
+                         "epoch": e, "test_error": err, "diverged": bool(r.diverged), "seed": int(r.seed),
+                         "seconds": float(r.seconds)})
+    pts = pd.DataFrame(rows)
+    return (pts.groupby(["benchmark", "optimizer", "default", "c", "epoch"])
+            .agg(test_error=("test_error", "mean"), n=("seed", "size"), diverged=("diverged", "sum"),
+                 seconds=("seconds", "mean")).reset_index())
+
+
+# -- figures ---------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_fig10(store: Path, out: Path) -> list[Path]:
+    plt = _plt()
+    pts = fig10_points(store)
+    paper = paper_tables()
+    grid = pts[~pts.default]
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6), sharey=False)
+    for ax, bench in zip(axes, FIG10_BENCHMARKS):
+        d = n_params(bench)
+        ax.axvline(rule_c(d), color="black", lw=1, ls=":", zorder=1)
+        ax.text(rule_c(d), 1.0, f" C = d/10\n = {rule_c(d):,.0f}", transform=ax.get_xaxis_transform(), fontsize=7,
+                va="top", ha="left")
+        sub = grid[grid.benchmark == bench]
+        ax.set_title(f"{bench} (d = {d:,})", fontsize=9)
+        ax.set_xscale("log")
+        ax.set_xlim(0.3, 3e8)
+        if sub.empty:
+            est = pts[(pts.benchmark == bench) & pts.default & (pts.epoch == 6.0)]
+            per_seed = est.seconds.mean() if len(est) else math.nan
+            need = 9 * 2 * len(VARIANTS) * per_seed / 3600
+            ax.text(0.5, 0.5, "not run" + (f"\n(projected {need:.0f} CPU-hours:\n9 C x 2 seeds x 3 variants,\n"
+                                           f"{per_seed / 60:.0f} min per 6-epoch run)" if math.isfinite(need) else ""),
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8)
+            ax.set_yticks([])
+            continue
+        finite = sub.test_error[sub.test_error < 100]
+        top = min(100.0, max(3 * finite.min(), np.nanpercentile(finite, 60) * 1.6)) if len(finite) else 100.0
+        bottom = 0.8 * min(finite.min(), top) if len(finite) else 0.0
+        for opt in VARIANTS:
+            for e in FIG10_EPOCHS:
+                s = sub[(sub.optimizer == opt) & (sub.epoch == e)].sort_values("c")
+                if s.empty:
+                    continue
+                y = s.test_error.clip(upper=top)
+                ax.plot(s.c, y, "-o", color=COLORS[opt], alpha=EPOCH_ALPHA[e], ms=3.5, lw=1.2)
+                off = s[s.test_error > top]
+                ax.plot(off.c, [top] * len(off), "^", color=COLORS[opt], alpha=EPOCH_ALPHA[e], ms=6, clip_on=False)
+            dflt = pts[(pts.benchmark == bench) & pts.default & (pts.optimizer == opt) & (pts.epoch == 6.0)]
+            if len(dflt):
+                ax.plot(dflt.c, dflt.test_error.clip(upper=top), "*", color=COLORS[opt], ms=9, mec="black", mew=0.5,
+                        zorder=5)
+            if ("test", bench, opt) in paper:
+                ax.plot([rule_c(d)], [min(paper["test", bench, opt], top)], "D", mfc="none", mec=COLORS[opt], ms=7,
+                        mew=1.2, zorder=5)
+        n = sub.groupby("optimizer").n.max()
+        ax.set_ylim(bottom, top * 1.02)
+        ax.set_xlabel("C (slow-start constant)")
+        ax.text(0.02, 0.02, "seeds per C: " + ", ".join(f"{LABELS[o]} {int(n[o])}" for o in VARIANTS if o in n),
+                transform=ax.transAxes, fontsize=7)
+    axes[0].set_ylabel("test error (%)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=COLORS[o], marker="o", ms=3.5, label=LABELS[o]) for o in VARIANTS]
+    handles += [Line2D([], [], color="grey", alpha=EPOCH_ALPHA[e], lw=3, label=f"after epoch {e:g}") for e in FIG10_EPOCHS]
+    handles += [Line2D([], [], ls="", marker="*", color="grey", mec="black", ms=9, label="our default runs (C = d/10, 10 seeds), epoch 6"),
+                Line2D([], [], ls="", marker="D", mfc="none", mec="grey", ms=7, label="paper, Table 3 (C = d/10), epoch 6"),
+                Line2D([], [], ls="", marker="^", color="grey", ms=6, label="off scale (above the top)")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=7.5, frameon=False)
+    fig.suptitle("Supp. Fig. 10: test error against the slow-start constant C (vSGD-l, -b, -g; mean over seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    return save_png_pdf(fig, out, "supp_fig10_c_sensitivity", dpi=150)
+
+
+def draw_fig9(store: Path, out: Path) -> list[Path]:
+    plt = _plt()
+    runs = fig9_runs(store)
+    table = critical_table(runs)
+    if table.empty:
+        raise FileNotFoundError("no short Supp. Fig. 9 runs in the store")
+    written = []
+    csv = Path(out).parent / "supp_fig9_critical_c.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False, float_format="%.6g")
+    written.append(csv)
+    longer = longer_runs(runs)
+    if len(longer):
+        path = Path(out).parent / "supp_fig9_longer_runs.csv"
+        longer.to_csv(path, index=False)
+        written.append(path)
+
+    fig, ax = plt.subplots(figsize=(7.0, 5.2))
+    ds = np.logspace(0, 7, 50)
+    ax.plot(ds, np.maximum(1.0, ds / 10), "k:", lw=1.2, label="C = d/10 (the rule; max(1, d/10) in the code)")
+    ax.plot(ds, ds / 100, color="grey", ls="--", lw=0.8, label="C = d/100 (the paper: critical C a factor 10 below)")
+    grids = runs[runs.short].groupby("setup").c.apply(lambda s: sorted(set(s)))
+    markers = {"M0": "o", "M1": "s", "M2": "D", "C0": "v", "C1": "^", "CR": "P"}
+    for r in table.itertuples():
+        grid = grids[r.setup]
+        xor = r.family == "xor"
+        style = {"marker": "*", "color": "green", "ms": 11} if xor else {"marker": markers.get(r.setup, "o"), "color": "C0", "ms": 8}
+        if r.kind == "below":  # never unstable on the grid: below its smallest C
+            ax.annotate("", xy=(r.d, r.critical_c / 2.5), xytext=(r.d, r.critical_c),
+                        arrowprops={"arrowstyle": "->", "color": style["color"], "lw": 1})
+            ax.plot([r.d], [r.critical_c], ls="", mfc="none", mec=style["color"], marker=style["marker"], ms=style["ms"])
+        else:
+            above = [c for c in grid if c > r.critical_c]  # the threshold lies between this C and the next
+            if above:
+                ax.plot([r.d, r.d], [r.critical_c, above[0]], color=style["color"], lw=1, alpha=0.6)
+            ax.plot([r.d], [r.critical_c], ls="", mec="black", mew=0.4, **style)
+        text = r.setup if not xor else f"H={r.setup.split('-')[1]}"
+        factor = (f"x{r.factor:.2g}" if r.kind == "" else f">x{r.factor:.2g}" if r.kind == "below" else f"<=x{r.factor:.2g}")
+        ax.annotate(f"{text}\n{factor}", (r.d, r.critical_c), textcoords="offset points", xytext=(5, -3 if xor else 4),
+                    fontsize=6.5, color="darkgreen" if xor else "C0")
+    ax.plot([], [], "*", color="green", ms=11, mec="black", mew=0.4, ls="", label="XOR, MLP [2, H, 2] (ours)")
+    ax.plot([], [], "o", color="C0", ms=8, mec="black", mew=0.4, ls="", label="benchmarks (M0 ... CR)")
+    ax.plot([], [], "*", mfc="none", mec="green", ms=11, ls="", label="never unstable on the grid (below its smallest C)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("d (parameters)")
+    ax.set_ylabel("critical C (largest C with >= 10 % unstable runs)")
+    ax.set_xlim(4, 3e6)
+    ax.set_ylim(0.01, 3e5)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    worst = table[table.kind != "below"]
+    lengths = ", ".join(f"{f} {'/'.join(f'{u:,}' for u in sorted(set(g.updates)))}"
+                        for f, g in table.groupby("family"))
+    summary = (f"label: (d/10) / critical C; bar: up to the next C tried. vSGD-l, {table.seeds_min.min()}+ seeds "
+               f"per C; unstable: training loss > {BLOWUP:g} x its initial value, or non-finite;\n"
+               f"run length (updates): {lengths}")
+    if len(worst):
+        summary += f"\nsmallest factor: {worst.factor.min():.2g} ({worst.setup[worst.factor.idxmin()]})"
+    ax.set_title("Supp. Fig. 9: critical C against d (vSGD-l)", fontsize=10)
+    fig.text(0.5, -0.01, summary, ha="center", va="top", fontsize=7)
+    fig.tight_layout()
+    return written + save_png_pdf(fig, out, "supp_fig9_critical_c", dpi=150)
+
+
+def draw_all(store: Path, out: Path) -> list[Path]:
+    """Both figures; one whose data is absent is skipped with a note (FileNotFoundError if both are)."""
+    written: list[Path] = []
+    missing = []
+    for draw in (draw_fig10, draw_fig9):
+        try:
+            written += draw(Path(store), Path(out))
+        except FileNotFoundError as exc:
+            log.info("%s skipped: %s", draw.__name__, exc)
+            missing.append(str(exc))
+    if not written:
+        raise FileNotFoundError("; ".join(missing))
+    return written
