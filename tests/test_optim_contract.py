@@ -5,6 +5,7 @@ Small models only: the whole file runs in seconds on one CPU thread.
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
 import re
@@ -192,6 +193,16 @@ def test_item05_state_only_for_parameters_with_gradients():
         assert stored <= 8 * trainable, f"{type(opt).__name__}: {stored} state elements for {trainable} trainable"
         assert all(torch.isfinite(r).all() for r in opt.learning_rates())
         _close(opt)
+    # bbprop skips the frozen layers' weight curvature, and the head's is unchanged
+    x, _ = batch()
+    inputs = [x]
+    for m in model:
+        inputs.append(m(inputs[-1]).detach())
+    full = vsgd.bbprop.bbprop_from_activations(model, inputs, "cross_entropy")
+    head = vsgd.bbprop.bbprop_from_activations(model, inputs, "cross_entropy", only=list(model[4].parameters()))
+    assert set(head) == set(model[4].parameters())
+    for p in head:
+        assert torch.equal(head[p], full[p])
 
 
 def _hook_count(model):
@@ -266,6 +277,17 @@ def test_item08_half_precision_keeps_float32_state(dtype):
             assert all(v.dtype == torch.float32 for v in opt.state[p].values() if isinstance(v, torch.Tensor))
             assert torch.isfinite(p).all(), f"{type(opt).__name__} {dtype}: non-finite parameters"
         assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))
+        # state_dict resume keeps the float32 state (torch.optim would cast it to the parameter's dtype)
+        saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+        train(opt, model, 2, seed=50, dtype=dtype)
+        model2 = mlp(dtype=dtype)
+        model2.load_state_dict(saved_model)
+        opt2 = make(model2)
+        opt2.load_state_dict(saved_opt)
+        assert all(v.dtype == torch.float32 for s in opt2.state.values() for v in s.values() if isinstance(v, torch.Tensor))
+        train(opt2, model2, 2, seed=50, dtype=dtype)
+        for a, b in zip(model.parameters(), model2.parameters()):
+            assert torch.equal(a, b)
 
 
 def test_item09_sparse_gradients_get_one_clear_error():

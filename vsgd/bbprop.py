@@ -25,13 +25,13 @@ checks both statements against torch.func).
 This is the same math as the ensemble trainer's batched bbprop
 (``experiments.mlp.EnsembleMLP.loss_and_grads(..., curvature=True)``), written here for torch's
 ``nn.Linear`` layout (weight ``[out, in]``) and a minibatch axis instead of the ensemble axis. The
-formulas live in the three small functions below; the batch reduction of the weight curvature is one
+formulas live in the four small functions below; the batch reduction of the weight curvature is one
 matrix product, never a per-sample [B, out, in] tensor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -75,8 +75,12 @@ def linear_bbprop(weight: Tensor, h_in: Tensor, d2a: Tensor, divisor: float) -> 
     """
     w_curv = (d2a.transpose(0, 1) @ (h_in * h_in)) / divisor  # d2L/dW_ji^2 ~ sum_b d2L/da_bj^2 h_bi^2
     b_curv = d2a.sum(dim=0) / divisor  # d2L/db_j^2 ~ sum_b d2L/da_bj^2
-    h_curv = d2a @ (weight * weight)  # d2L/dh_i^2 ~ sum_j W_ji^2 d2L/da_j^2 (per sample)
-    return w_curv, b_curv, h_curv
+    return w_curv, b_curv, linear_input_curvature(weight, d2a)
+
+
+def linear_input_curvature(weight: Tensor, d2a: Tensor) -> Tensor:
+    """Per-sample curvature [B, in] at an ``nn.Linear`` layer's input from the one [B, out] at its output."""
+    return d2a @ (weight * weight)  # d2L/dh_i^2 ~ sum_j W_ji^2 d2L/da_j^2
 
 
 def check_sequential(model: nn.Module) -> None:
@@ -91,23 +95,30 @@ def check_sequential(model: nn.Module) -> None:
 
 
 def bbprop_from_activations(model: nn.Sequential, inputs: Sequence[Tensor], loss: str, *, l2: float = 0.0,
-                            reduction: str = "mean") -> dict[nn.Parameter, Tensor]:
-    """Curvature of every parameter of ``model`` given the input of each of its modules.
+                            reduction: str = "mean", only: Collection[Tensor] | None = None) -> dict[nn.Parameter, Tensor]:
+    """Curvature of every parameter of ``model`` (or of those in ``only``) given the input of each of its modules.
 
     ``inputs[k]`` is the input [B, ...] to ``model[k]``; ``inputs[len(model)]`` the model's output.
     Per-sample curvatures are averaged over the batch (``reduction="mean"``, as ``F.cross_entropy``
-    and ``F.mse_loss`` do) or summed (``"sum"``), then ``l2`` is added to every parameter.
+    and ``F.mse_loss`` do) or summed (``"sum"``), then ``l2`` is added to every parameter. Layers none of
+    whose parameters are in ``only`` (frozen ones) only pass the curvature on to the layer below.
     """
+    wanted = None if only is None else {id(p) for p in only}
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
     if inputs[0].dim() == 1:  # one unbatched sample
         inputs = [h.unsqueeze(0) for h in inputs]
     divisor = float(inputs[0].shape[0]) if reduction == "mean" else 1.0
     d2 = output_curvature(loss, inputs[-1])
+    needed = [k for k, m in enumerate(model) if isinstance(m, nn.Linear)
+              and (wanted is None or any(id(p) in wanted for p in m.parameters()))]
     out: dict[nn.Parameter, Tensor] = {}
-    for k in reversed(range(len(model))):
+    for k in reversed(range(needed[0] if needed else len(model), len(model))):  # nothing below the lowest needed layer
         m = model[k]
         if isinstance(m, nn.Linear):
+            if k not in needed:
+                d2 = linear_input_curvature(m.weight, d2)  # a frozen layer: pass the curvature on
+                continue
             w_curv, b_curv, d2 = linear_bbprop(m.weight, inputs[k], d2, divisor)
             out[m.weight] = w_curv
             if m.bias is not None:
@@ -172,12 +183,13 @@ class ActivationRecorder:
         """Forget the recorded pass (and its activations); count forward passes from 0."""
         self.inputs, self._current, self.forwards = None, [], 0
 
-    def curvature(self, loss: str, *, l2: float = 0.0, reduction: str = "mean") -> dict[nn.Parameter, Tensor]:
+    def curvature(self, loss: str, *, l2: float = 0.0, reduction: str = "mean",
+                  only: Collection[Tensor] | None = None) -> dict[nn.Parameter, Tensor]:
         if self.inputs is None:
             raise RuntimeError("no forward pass of the model was recorded: the closure must run the model "
                                "with gradients enabled (or call the model and backward() before optimizer.step()).")
         with torch.no_grad():
-            return bbprop_from_activations(self.model, self.inputs, loss, l2=l2, reduction=reduction)
+            return bbprop_from_activations(self.model, self.inputs, loss, l2=l2, reduction=reduction, only=only)
 
     def remove(self) -> None:
         """Take the hooks off the model (idempotent)."""

@@ -137,6 +137,17 @@ class RuleOptimizer(torch.optim.Optimizer):
             param_group = {**param_group, "lr": check_lr(merged["lr"])}
         super().add_param_group(param_group)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        # torch.optim casts floating state to the parameter's dtype: half-precision parameters keep float32 state
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for pid, p in zip(saved_ids, params):
+            if p.dtype in HALF_DTYPES and pid in state_dict["state"]:
+                for key, value in state_dict["state"][pid].items():
+                    if isinstance(value, Tensor) and value.is_floating_point():
+                        self.state[p][key] = value.to(device=p.device, dtype=torch.float32, copy=True)
+
     # -- state layout -------------------------------------------------------------------------
     def _view(self, p: Tensor) -> Tensor:
         """The K = 1 view the rule sees: the parameter itself, or a float32 copy of a half-precision one."""

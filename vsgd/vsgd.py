@@ -420,7 +420,8 @@ class VSGD(RuleOptimizer):
                         "step, and bbprop cannot tell which one the gradient came from. Run evaluations under "
                         "torch.no_grad() or after step(), or pass the closure to step() (its own forward pass is then "
                         "used); gradient accumulation over several forward passes needs curvature_fn=... or VSGDfd.")
-                curv = self._recorder.curvature(self._loss, l2=self._l2, reduction=self._reduction)
+                live = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+                curv = self._recorder.curvature(self._loss, l2=self._l2, reduction=self._reduction, only=live)
                 self._curv = {id(p): c for p, c in curv.items()}
             else:
                 out = self._curvature_fn()
