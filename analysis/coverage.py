@@ -172,8 +172,9 @@ def markdown(df: pd.DataFrame) -> str:
            "- commands restore a committed cell at its own seeds: a cell with more seeds in the records than in",
            "  the table is stale, and `python -m analysis` rewrites every table from the records, so raise seeds",
            "  (`./reproduce.sh complete`: it refuses until then) only once every cell is covered.",
-           f"- to bring every Table 2/3 cell to the paper's {PAPER_SEEDS} seeds (and restore Table 1): about "
-           f"{df.cpu_s_target.sum() / 3600:.1f} CPU-hours"
+           f"- to bring every Table 2/3 cell to the paper's {PAPER_SEEDS} seeds and restore every Table 1 row at its "
+           "committed settings (a Table 1 row's target is the settings it has, not the paper's full grid, whose cost "
+           f"`wall_time.md` projects): about {df.cpu_s_target.sum() / 3600:.1f} CPU-hours"
            + (f" ({micro.cpu_s_target.sum() / 3600:.1f} of them for {len(micro)} cells never run, marked ≈: "
               "seconds per seed from the microbenchmark `benchmarks/beyond_throughput.csv`, not from a run)"
               if len(micro) else "")
