@@ -1,6 +1,6 @@
 """Every table and figure the results store allows, in one command.
 
-    python -m analysis [--store PATH] [--out results]
+    python -m analysis [--store PATH] [--out results] [--allow-fewer]
 
 Reads the store after syncing it with the committed records (results/records, for the default store).
 Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv,
@@ -8,6 +8,8 @@ results/wall_time.{md,csv}, results/devices.{md,csv} (cells run on two devices),
 (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
 (``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
 the contract is in docs/analysis.md). Anything whose data is absent is skipped with a note.
+Records that cannot be read are counted and named. Over committed tables (results/) that hold more members
+than the store, nothing from the records is written unless ``--allow-fewer``.
 Exit status 1 when some part failed (the others are still written).
 """
 
@@ -17,12 +19,13 @@ import argparse
 import importlib
 import inspect
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from analysis import coverage, devices, fidelity, figures, tables, wall_time
-from analysis.common import log
+from analysis.common import PROJECT_ROOT, log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
 EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps", "analysis.paper2_figs", "analysis.unit_suite_figures",
@@ -48,19 +51,33 @@ def call_external(mod, store: Path, out: Path) -> list[Path] | None:
     raise TypeError(f"{mod.__name__}.main takes no arguments: give it draw_all(store, out) (docs/analysis.md)")
 
 
-def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
-    """Write everything; return (files written, names of parts that failed)."""
+def committed(out: Path) -> bool:
+    """Whether the tables in ``out`` are committed ones: tracked by git (results/, not a scratch folder or the
+    git-ignored results/quick), or, outside a git checkout, the project's results/."""
+    try:
+        tracked = subprocess.run(["git", "-C", str(out), "ls-files", "--error-unmatch", "table1.csv", "table2.csv"],
+                                 capture_output=True, timeout=60, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        tracked = False
+    return tracked or Path(out).resolve() == (PROJECT_ROOT / "results").resolve()
+
+
+def run(store: Path | None, out: Path, *, allow_fewer: bool = False) -> tuple[list[Path], list[str]]:
+    """Write everything; return (files written, names of parts that failed). Over committed tables (see
+    ``committed``) that hold more members than the store, the tables and figures are not written unless
+    ``allow_fewer``; a part named "tables" fails instead."""
     from experiments import results
 
     store = Path(store) if store else results.DEFAULT_STORE
     out = Path(out)
     written: list[Path] = []
     failed: list[str] = []
+    damaged: list[results.Damage] = []
     t0 = time.perf_counter()
     records = results.records_for(store)  # a fresh clone: restore the committed records (experiments/results.py)
     if records is not None:
         try:
-            added, restored = results.sync(store, records)
+            added, restored = results.sync(store, records, damaged=damaged)
             log.info("records: %d members restored from %s, %d added to it", restored, records, added)
         except results.StoreVersionError as exc:  # analyse the store as it is; say why the records were left out
             log.error("records not synced: %s", exc)
@@ -68,20 +85,30 @@ def run(store: Path | None, out: Path) -> tuple[list[Path], list[str]]:
             records = None  # and no coverage report against them
     if not store.is_dir():
         log.warning("no results store at %s: only figures from other modules (if any) can be drawn", store)
-    df = results.load(store, with_curves=True) if store.is_dir() else results.load(store / "-none-")
+    df = (results.load(store, with_curves=True, damaged=damaged) if store.is_dir()
+          else results.load(store / "-none-"))
     log.info("read %d records from %s in %.1fs", len(df), store, time.perf_counter() - t0)
+    if damaged:  # each was reported where it was found; the count and places, once more, beside the tables
+        log.warning("%d records could not be read and are not in the tables: %s", len(damaged),
+                    "; ".join(f"{d.where} ({d.why})" for d in damaged))
     inp = tables.Inputs.from_frame(df)
 
     try:
         t1 = tables.table1(inp)
         tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()} if len(inp.df) else {}
         lost = coverage.lost_cells({1: t1} | tabs if tabs else {}, out)
+        cells = ", ".join(f"{b} {m}" for b, m in zip(lost.benchmark[:6], lost.method[:6])) + (
+            ", ..." if len(lost) > 6 else "")
+        if len(lost) and not allow_fewer and committed(out):
+            log.error("not written: the store holds fewer members than the committed tables in %s for %d cells "
+                      "(%s), and tables from fewer members would replace them. `./reproduce.sh restore` re-runs "
+                      "them (results/coverage.md); --allow-fewer writes them anyway.", out, len(lost), cells)
+            failed.append("tables")
+            return written, failed
         if len(lost):  # e.g. a fresh clone whose records do not back every committed cell yet
-            log.warning("the store holds fewer members than the tables in %s for %d cells (%s%s); the tables "
+            log.warning("the store holds fewer members than the tables in %s for %d cells (%s); the tables "
                         "written now lack them. `./reproduce.sh restore` re-runs them (results/coverage.md); "
-                        "`git checkout %s` brings committed files back.", out, len(lost),
-                        ", ".join(f"{b} {m}" for b, m in zip(lost.benchmark[:6], lost.method[:6])),
-                        ", ..." if len(lost) > 6 else "", out)
+                        "`git checkout %s` brings committed files back.", out, len(lost), cells, out)
         written += tables.write_all(inp, out, t1, tabs)
         written += fidelity.write_all(tabs, out)
         written += wall_time.write_all(inp, out, t1)
@@ -123,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, default=None, help="results store (default: <project>/store)")
     ap.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and the list of outputs")
+    ap.add_argument("--allow-fewer", action="store_true", help="write the tables even over committed ones that "
+                    "hold more members than the store (a fresh clone whose records lag them, say)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="[analysis] %(message)s")
-    written, failed = run(args.store, args.out)
+    written, failed = run(args.store, args.out, allow_fewer=args.allow_fewer)
     tables_ = sorted(p for p in written if p.parent == args.out)
     figs = sorted(p for p in written if p.suffix == ".png")
     n_pdf = sum(p.suffix == ".pdf" for p in written)

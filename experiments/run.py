@@ -44,7 +44,11 @@ TABLE1_COLUMNS = {"eta0": "eta0", "gamma_times_ntrain": "gamma", "mu": "mu", "ta
 
 
 class UserError(Exception):
-    """A mistake in the command line or config: printed as one message, no traceback."""
+    """A mistake in the command line or config: printed as one message, no traceback (exit status 2)."""
+
+
+class StoreError(Exception):
+    """The store or the records could not be written (a full disk, say): one message, exit status 4."""
 
 
 FAILED: list = []  # members whose chunk failed in this process (reported at the end; exit status 3)
@@ -254,13 +258,16 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     store = store_path(cfg)
     records = records_path(cfg)
 
+    network = results.network_of(bench)
+
     def key(m: Member) -> dict[str, Any]:
-        return {"benchmark": bench.name, "layers": list(bench.layers), "loss": bench.loss, "l2": float(bench.l2),
-                "l2_biases": bool(bench.get("l2_biases", False)), "epochs": epochs, "optimizer": name,
-                "hp": m.hp, "seed": m.seed, "data_md5": data.md5, "dtype": cfg.dtype}
+        return results.member_key(bench.name, network, epochs=epochs, optimizer=name, hp=m.hp, seed=m.seed,
+                                  data_md5=data.md5, dtype=cfg.dtype)
 
     hashes = [results.config_hash(key(m)) for m in members]
-    todo = [(m, h) for m, h in zip(members, hashes) if not results.exists(store, bench.name, name, h)]
+    # a record counts only if sound (it parses, has the fields, its hash is its content's); a damaged one is
+    # moved aside and reported, and its member trained again
+    todo = [(m, h) for m, h in zip(members, hashes) if not results.finished(store, bench.name, name, h, network)]
     failed = [(m, h) for m, h in todo if results.failure_path(store, bench.name, name, h).is_file()]
     if failed and not cfg.get("retry_failed"):
         todo = [(m, h) for m, h in todo if (m, h) not in failed]
@@ -323,11 +330,22 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                    "config_hash": chash, "epochs": epochs, "steps": r.steps,
                    "experiment": str(cfg.get("experiment_name") or "adhoc"), "code_version": code_version,
                    "dtype": cfg.dtype, "curve": r.curve}
-            results.write_record(store, rec)
+            try:  # a second writer of the member (two runs of one job) keeps the first's record
+                results.write_record(store, rec, replace=False)
+            except OSError as exc:
+                raise StoreError(f"[{bench.name} {name}] the record of seed {r.member.seed} could not be written "
+                                 f"to the store {store} ({exc.strerror or exc}); the members finished before it "
+                                 "are kept. Free the space (or fix the folder) and run the same command again: "
+                                 "it trains only what is missing.") from None
             if logger is not None:
                 logger.log_member(rec)
-        if records is not None:
-            results.sync(store, records, only=(bench.name, name))  # git add results/records keeps them
+        if records is not None:  # git add results/records keeps them
+            try:
+                results.sync(store, records, only=(bench.name, name))
+            except OSError as exc:
+                raise StoreError(f"[{bench.name} {name}] the records {records} could not be synced with the store "
+                                 f"({exc.strerror or exc}); the store keeps every finished member. Fix the cause "
+                                 "and run the same command again (or: python -m experiments.results).") from None
         elapsed = time.perf_counter() - t0
         rate = steps * len(part) / max(elapsed, 1e-9)
         left = steps * (len(todo) - (c + 1) * chunk)
@@ -387,15 +405,20 @@ def call_entry(cfg: DictConfig):
 
 def check_cfg(cfg: DictConfig) -> None:
     """Checks of the run-level settings, before any work starts."""
-    if int(cfg.seeds) < 1:
+    if number(cfg, "seeds", int, "the number of seeds per setting, e.g. seeds=2") < 1:
         raise UserError(f"seeds={cfg.seeds} must be >= 1 (the number of seeds per setting).")
-    if cfg.get("epochs") is not None and not float(cfg.epochs) > 0:
+    number(cfg, "seed_offset", int, "the first seed, e.g. seed_offset=0")
+    if cfg.get("epochs") is not None and not number(cfg, "epochs", float, "e.g. epochs=6, or null for the "
+                                                     "benchmark's") > 0:
         raise UserError(f"epochs={cfg.epochs} must be > 0.")
     if cfg.dtype not in ("float32", "float64"):
         raise UserError(f"dtype={cfg.dtype!r} is not supported; use float32 or float64.")
-    if cfg.get("chunk_size") is not None and int(cfg.chunk_size) < 1:
+    if cfg.get("chunk_size") is not None and number(cfg, "chunk_size", int, "members per chunk, or null") < 1:
         raise UserError(f"chunk_size={cfg.chunk_size} must be >= 1 (or null for automatic).")
+    if cfg.get("threads") is not None:
+        number(cfg, "threads", int, "torch CPU threads, e.g. threads=1, or null")
     compile_step(cfg)  # a bad value fails here, before any training
+    resolve_device(str(cfg.device))
     store = store_path(cfg)
     try:
         store.mkdir(parents=True, exist_ok=True)
@@ -407,6 +430,36 @@ def check_cfg(cfg: DictConfig) -> None:
         raise UserError(f"The results store {store} is not writable ({exc.strerror}); choose another with store=PATH.") from None
     except results.StoreVersionError as exc:
         raise UserError(str(exc)) from None
+
+
+def number(cfg: DictConfig, key: str, kind: type, fix: str) -> int | float:
+    """``cfg[key]`` as an int or a float, or a UserError naming the key and the fix (``seeds=abc``)."""
+    value = cfg.get(key)
+    try:
+        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+            raise ValueError
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        what = "a whole number" if kind is int else "a number"
+        raise UserError(f"{key}={value!r} is not {what}; give {fix}.") from None
+
+
+GROUPS = ("benchmark", "optimizer", "grid", "logger", "experiment")  # conf/<group>/<name>.yaml
+
+
+def check_overrides(argv: list[str]) -> None:
+    """A config-group choice on the command line that names no file (``grid=nosuch``, ``experiment=tabel1``)
+    is one clear error before Hydra composes (whose own report ends in a hint about HYDRA_FULL_ERROR)."""
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if arg.startswith("-") or not eq or key not in GROUPS or value in ("", "null") or set(value) & set("()${}[]*"):
+            continue  # options, other keys, and sweeps Hydra expands itself
+        have = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in have:
+                raise UserError(f"{key}={choice}: there is no conf/{key}/{choice}.yaml; choose one of "
+                                f"{', '.join(have)}.")
 
 
 def sync_records(cfg: DictConfig) -> None:
@@ -428,12 +481,12 @@ def sync_records(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> pd.DataFrame | Any:
     """Run what the config asks for; return the store's rows for its members (or the entry's result)."""
+    check_cfg(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     from experiments.malloc import keep_freed_memory
 
     keep_freed_memory()  # large temporaries reused without page faults (see experiments/malloc.py)
-    check_cfg(cfg)
     if cfg.get("entry"):
         return call_entry(cfg)
     sync_records(cfg)
@@ -479,6 +532,9 @@ def main(cfg: DictConfig) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(4)
     if isinstance(out, pd.DataFrame) and not cfg.get("entry"):
         print(summary_table(out))
     if FAILED:
@@ -487,5 +543,15 @@ def main(cfg: DictConfig) -> None:
         sys.exit(3)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m experiments.run``: the command line checked, then Hydra."""
+    try:
+        check_overrides(sys.argv[1:])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

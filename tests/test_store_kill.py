@@ -1,0 +1,82 @@
+"""Kill -9 at random points of a run and of a sync, with real processes and real files: afterwards every member is in the store and the records exactly once, finished
+records untouched, and ``experiments.results.verify`` finds nothing wrong. Bounded: a fixed number of
+kills within a time budget, random points from a seeded generator."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from experiments import results
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "results" / "records"
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def kill_at(cmd: list[str], seconds: float) -> int | None:
+    """Start ``cmd``, SIGKILL it after ``seconds`` (unless it ended); its exit status, or None when killed."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+def snapshot(store: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in results.store_files(store)}
+
+
+def test_kill_9_at_random_points_of_a_run(tmp_path):
+    store, records = tmp_path / "store", tmp_path / "records"
+    cmd = [sys.executable, "-m", "experiments.run", "benchmark=m0", "optimizer=sgd", "grid=sgd",
+           "grid.eta0=[0.01,0.03,0.1]", "grid.gamma=[0]", "seeds=3", "epochs=0.003", "chunk_size=1", "progress=false",
+           "compile=false", f"store={store}", f"records={records}"]
+    rng = random.Random(36)
+    seen: dict[str, str] = {}
+    kills, deadline = 0, time.time() + 15
+    while kills < 4 and time.time() < deadline:
+        if kill_at(cmd, rng.uniform(3.0, 7.0)) is None:
+            kills += 1
+        now = snapshot(store)
+        assert all(now[name] == text for name, text in seen.items())  # finished records untouched
+        seen = now
+    assert kills >= 2
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    final = snapshot(store)
+    assert len(final) == 9 and all(final[name] == text for name, text in seen.items())
+    lines = (records / "M0" / "sgd.jsonl").read_text().splitlines()
+    assert len(lines) == 9  # each member once
+    assert results.verify(store, records)[0] == []
+    assert not (store / "damaged").exists() and not (records / "damaged").exists()  # nothing was ever torn
+
+
+def test_kill_9_at_random_points_of_a_sync(tmp_path):
+    """Both ways at once: the store restores M0 from the records, the records add M1 from the store."""
+    store, records, m1 = tmp_path / "store", tmp_path / "records", tmp_path / "m1"
+    shutil.copytree(COMMITTED / "M0", records / "M0")
+    shutil.copytree(COMMITTED / "M1", m1 / "M1")
+    results.sync(store, m1)  # a store with M1's members, whose records are elsewhere
+    n = sum(len(p.read_text().splitlines()) for p in [*(records / "M0").glob("*.jsonl"), *(m1 / "M1").glob("*.jsonl")])
+    cmd = [sys.executable, "-m", "experiments.results", "--store", str(store), "--records", str(records)]
+    rng = random.Random(3636)
+    kills, deadline = 0, time.time() + 18
+    while kills < 8 and time.time() < deadline:
+        if kill_at(cmd, rng.uniform(0.7, 2.5)) is None:
+            kills += 1
+        for p in results.store_files(store):  # whatever was killed, no store file is half-written
+            assert results.read_record(p)[1] is None, p
+    assert kills >= 3
+    subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, timeout=120, check=True)
+    assert len(results.store_files(store)) == n  # every member once
+    for part, folder in (("M0", COMMITTED), ("M1", COMMITTED)):  # the records hold exactly the committed lines
+        for p in sorted((folder / part).glob("*.jsonl")):
+            assert (records / part / p.name).read_text() == p.read_text(), p.name
+    assert results.verify(store, records)[0] == []
