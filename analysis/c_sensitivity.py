@@ -194,11 +194,11 @@ def fig10_points(store: Path) -> pd.DataFrame:
             err = at.get(e, 100.0 if r.diverged else math.nan)  # a diverged run: 100 % (the runner's convention)
             rows.append({"benchmark": r.benchmark, "optimizer": r.optimizer, "c": c, "default": float(r.hp_c) == 0.0,
                          "epoch": e, "test_error": err, "diverged": bool(r.diverged), "seed": int(r.seed),
-                         "seconds": float(r.seconds)})
+                         "cpu_seconds": float(r.seconds) if r.device == "cpu" else math.nan})
     pts = pd.DataFrame(rows)
     return (pts.groupby(["benchmark", "optimizer", "default", "c", "epoch"])
             .agg(test_error=("test_error", "mean"), n=("seed", "size"), diverged=("diverged", "sum"),
-                 seconds=("seconds", "mean")).reset_index())
+                 cpu_seconds=("cpu_seconds", "mean")).reset_index())
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -213,65 +213,70 @@ def _plt():
 
 def draw_fig10(store: Path, out: Path) -> list[Path]:
     plt = _plt()
+    from matplotlib.lines import Line2D
+
     pts = fig10_points(store)
     paper = paper_tables()
     grid = pts[~pts.default]
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6), sharey=False)
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.9))
     for ax, bench in zip(axes, FIG10_BENCHMARKS):
         d = n_params(bench)
         ax.axvline(rule_c(d), color="black", lw=1, ls=":", zorder=1)
-        ax.text(rule_c(d), 1.0, f" C = d/10\n = {rule_c(d):,.0f}", transform=ax.get_xaxis_transform(), fontsize=7,
+        ax.text(rule_c(d), 0.99, f" C = d/10\n = {rule_c(d):,.0f}", transform=ax.get_xaxis_transform(), fontsize=7,
                 va="top", ha="left")
         sub = grid[grid.benchmark == bench]
         ax.set_title(f"{bench} (d = {d:,})", fontsize=9)
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlim(0.3, 3e8)
+        ax.set_xticks([1, 1e2, 1e4, 1e6, 1e8])
+        ax.set_xlabel("C (slow-start constant)")
         if sub.empty:
-            est = pts[(pts.benchmark == bench) & pts.default & (pts.epoch == 6.0)]
-            per_seed = est.seconds.mean() if len(est) else math.nan
+            per_seed = pts[(pts.benchmark == bench) & pts.default].cpu_seconds.mean()  # a 6-epoch run on the CPU
             need = 9 * 2 * len(VARIANTS) * per_seed / 3600
-            ax.text(0.5, 0.5, "not run" + (f"\n(projected {need:.0f} CPU-hours:\n9 C x 2 seeds x 3 variants,\n"
-                                           f"{per_seed / 60:.0f} min per 6-epoch run)" if math.isfinite(need) else ""),
-                    transform=ax.transAxes, ha="center", va="center", fontsize=8)
+            ax.text(0.5, 0.5, "not run" + (f"\nprojected: {need:.0f} CPU-hours\n(9 C x 2 seeds x 3 variants,\n"
+                                           f"{per_seed / 60:.0f} min per run)" if math.isfinite(need) else ""),
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none"})
             ax.set_yticks([])
+            ax.minorticks_off()
             continue
-        finite = sub.test_error[sub.test_error < 100]
-        top = min(100.0, max(3 * finite.min(), np.nanpercentile(finite, 60) * 1.6)) if len(finite) else 100.0
-        bottom = 0.8 * min(finite.min(), top) if len(finite) else 0.0
         for opt in VARIANTS:
             for e in FIG10_EPOCHS:
                 s = sub[(sub.optimizer == opt) & (sub.epoch == e)].sort_values("c")
-                if s.empty:
-                    continue
-                y = s.test_error.clip(upper=top)
-                ax.plot(s.c, y, "-o", color=COLORS[opt], alpha=EPOCH_ALPHA[e], ms=3.5, lw=1.2)
-                off = s[s.test_error > top]
-                ax.plot(off.c, [top] * len(off), "^", color=COLORS[opt], alpha=EPOCH_ALPHA[e], ms=6, clip_on=False)
+                if len(s):
+                    ax.plot(s.c, s.test_error, "-o", color=COLORS[opt], alpha=EPOCH_ALPHA[e], ms=3.5, lw=1.2)
             dflt = pts[(pts.benchmark == bench) & pts.default & (pts.optimizer == opt) & (pts.epoch == 6.0)]
             if len(dflt):
-                ax.plot(dflt.c, dflt.test_error.clip(upper=top), "*", color=COLORS[opt], ms=9, mec="black", mew=0.5,
-                        zorder=5)
+                ax.plot(dflt.c, dflt.test_error, "*", color=COLORS[opt], ms=9, mec="black", mew=0.5, zorder=5)
             if ("test", bench, opt) in paper:
-                ax.plot([rule_c(d)], [min(paper["test", bench, opt], top)], "D", mfc="none", mec=COLORS[opt], ms=7,
+                ax.plot([rule_c(d) * 1.6], [paper["test", bench, opt]], "D", mfc="none", mec=COLORS[opt], ms=6,
                         mew=1.2, zorder=5)
+        low = 0.8 * sub.test_error.min()
+        ax.set_ylim(low, 100)
+        ticks = [t for t in (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 100) if t >= low]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         n = sub.groupby("optimizer").n.max()
-        ax.set_ylim(bottom, top * 1.02)
-        ax.set_xlabel("C (slow-start constant)")
-        ax.text(0.02, 0.02, "seeds per C: " + ", ".join(f"{LABELS[o]} {int(n[o])}" for o in VARIANTS if o in n),
-                transform=ax.transAxes, fontsize=7)
-    axes[0].set_ylabel("test error (%)")
-    from matplotlib.lines import Line2D
-
+        ax.set_title(f"{bench} (d = {d:,})\nseeds per C: " + ", ".join(
+            f"{LABELS[o].removeprefix('vSGD')} {int(n[o]) if o in n else 'not run'}" for o in VARIANTS), fontsize=9)
+    axes[0].set_ylabel("test error (%), log scale")
     handles = [Line2D([], [], color=COLORS[o], marker="o", ms=3.5, label=LABELS[o]) for o in VARIANTS]
     handles += [Line2D([], [], color="grey", alpha=EPOCH_ALPHA[e], lw=3, label=f"after epoch {e:g}") for e in FIG10_EPOCHS]
-    handles += [Line2D([], [], ls="", marker="*", color="grey", mec="black", ms=9, label="our default runs (C = d/10, 10 seeds), epoch 6"),
-                Line2D([], [], ls="", marker="D", mfc="none", mec="grey", ms=7, label="paper, Table 3 (C = d/10), epoch 6"),
-                Line2D([], [], ls="", marker="^", color="grey", ms=6, label="off scale (above the top)")]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=7.5, frameon=False)
+    handles += [Line2D([], [], ls="", marker="*", color="grey", mec="black", ms=9,
+                       label="our default runs (C = d/10, 10 seeds), epoch 6"),
+                Line2D([], [], ls="", marker="D", mfc="none", mec="grey", ms=6,
+                       label="paper, Table 3 (C = d/10), epoch 6 (drawn right of the line)")]
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7.5, frameon=False)
     fig.suptitle("Supp. Fig. 10: test error against the slow-start constant C (vSGD-l, -b, -g; mean over seeds)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.8, bottom=0.3, wspace=0.22)
     return save_png_pdf(fig, out, "supp_fig10_c_sensitivity", dpi=150)
+
+
+def _num(x: float) -> str:
+    """Two significant digits, without an exponent up to 10^5."""
+    return f"{x:.2g}" if x < 100 else f"{float(f'{x:.2g}'):,.0f}"
 
 
 def draw_fig9(store: Path, out: Path) -> list[Path]:
@@ -291,50 +296,57 @@ def draw_fig9(store: Path, out: Path) -> list[Path]:
         longer.to_csv(path, index=False)
         written.append(path)
 
-    fig, ax = plt.subplots(figsize=(7.0, 5.2))
+    fig, (ax, tab) = plt.subplots(1, 2, figsize=(10.0, 5.4), gridspec_kw={"width_ratios": [2.1, 1.0]})
     ds = np.logspace(0, 7, 50)
     ax.plot(ds, np.maximum(1.0, ds / 10), "k:", lw=1.2, label="C = d/10 (the rule; max(1, d/10) in the code)")
-    ax.plot(ds, ds / 100, color="grey", ls="--", lw=0.8, label="C = d/100 (the paper: critical C a factor 10 below)")
+    ax.plot(ds, ds / 100, color="grey", ls="--", lw=0.8, label="C = d/100 (the paper: every critical C\n"
+                                                                "at least a factor 10 below d/10)")
     grids = runs[runs.short].groupby("setup").c.apply(lambda s: sorted(set(s)))
     markers = {"M0": "o", "M1": "s", "M2": "D", "C0": "v", "C1": "^", "CR": "P"}
+    lines = []
     for r in table.itertuples():
-        grid = grids[r.setup]
         xor = r.family == "xor"
-        style = {"marker": "*", "color": "green", "ms": 11} if xor else {"marker": markers.get(r.setup, "o"), "color": "C0", "ms": 8}
+        style = ({"marker": "*", "color": "green", "ms": 11} if xor
+                 else {"marker": markers.get(r.setup, "o"), "color": "C0", "ms": 8})
         if r.kind == "below":  # never unstable on the grid: below its smallest C
             ax.annotate("", xy=(r.d, r.critical_c / 2.5), xytext=(r.d, r.critical_c),
                         arrowprops={"arrowstyle": "->", "color": style["color"], "lw": 1})
             ax.plot([r.d], [r.critical_c], ls="", mfc="none", mec=style["color"], marker=style["marker"], ms=style["ms"])
         else:
-            above = [c for c in grid if c > r.critical_c]  # the threshold lies between this C and the next
+            above = [c for c in grids[r.setup] if c > r.critical_c]  # the threshold lies below the next C tried
             if above:
                 ax.plot([r.d, r.d], [r.critical_c, above[0]], color=style["color"], lw=1, alpha=0.6)
             ax.plot([r.d], [r.critical_c], ls="", mec="black", mew=0.4, **style)
-        text = r.setup if not xor else f"H={r.setup.split('-')[1]}"
-        factor = (f"x{r.factor:.2g}" if r.kind == "" else f">x{r.factor:.2g}" if r.kind == "below" else f"<=x{r.factor:.2g}")
-        ax.annotate(f"{text}\n{factor}", (r.d, r.critical_c), textcoords="offset points", xytext=(5, -3 if xor else 4),
-                    fontsize=6.5, color="darkgreen" if xor else "C0")
-    ax.plot([], [], "*", color="green", ms=11, mec="black", mew=0.4, ls="", label="XOR, MLP [2, H, 2] (ours)")
-    ax.plot([], [], "o", color="C0", ms=8, mec="black", mew=0.4, ls="", label="benchmarks (M0 ... CR)")
-    ax.plot([], [], "*", mfc="none", mec="green", ms=11, ls="", label="never unstable on the grid (below its smallest C)")
+        if not xor:
+            ax.annotate(r.setup, (r.d, r.critical_c), textcoords="offset points", xytext=(-4, 5), ha="right",
+                        fontsize=8, color="C0")
+        bound = {"below": "<", "at least": ">="}.get(r.kind, "")
+        factor = {"below": ">", "at least": "<="}.get(r.kind, "")
+        lines.append(f"{r.setup:<9} {r.d:>9,} {bound + f'{r.critical_c:g}':>7} {factor + _num(r.factor):>7}")
+    ax.plot([], [], "*", color="green", ms=11, mec="black", mew=0.4, ls="", label="XOR, MLP [2, H, 2], H = 2 .. 10,000 (ours)")
+    ax.plot([], [], "o", color="C0", ms=8, mec="black", mew=0.4, ls="", label="benchmarks (named)")
+    if (table.kind == "below").any():
+        ax.plot([], [], "*", mfc="none", mec="green", ms=11, ls="", label="never unstable on the grid")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("d (parameters)")
     ax.set_ylabel("critical C (largest C with >= 10 % unstable runs)")
     ax.set_xlim(4, 3e6)
-    ax.set_ylim(0.01, 3e5)
+    ax.set_ylim(0.1, 3e5)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
-    worst = table[table.kind != "below"]
-    lengths = ", ".join(f"{f} {'/'.join(f'{u:,}' for u in sorted(set(g.updates)))}"
-                        for f, g in table.groupby("family"))
-    summary = (f"label: (d/10) / critical C; bar: up to the next C tried. vSGD-l, {table.seeds_min.min()}+ seeds "
-               f"per C; unstable: training loss > {BLOWUP:g} x its initial value, or non-finite;\n"
-               f"run length (updates): {lengths}")
-    if len(worst):
-        summary += f"\nsmallest factor: {worst.factor.min():.2g} ({worst.setup[worst.factor.idxmin()]})"
     ax.set_title("Supp. Fig. 9: critical C against d (vSGD-l)", fontsize=10)
-    fig.text(0.5, -0.01, summary, ha="center", va="top", fontsize=7)
+    tab.axis("off")
+    head = f"{'setup':<9} {'d':>9} {'crit. C':>7} {'factor':>7}"
+    tab.text(0.0, 1.0, "\n".join([head, "-" * len(head), *lines]), family="monospace", fontsize=7.5, va="top",
+             transform=tab.transAxes)
+    lengths = ", ".join(f"{'benchmarks' if f == 'benchmark' else 'XOR'} {'/'.join(f'{u:,}' for u in sorted(set(g.updates)))}"
+                        for f, g in table.groupby("family"))
+    tab.text(0.0, 0.02, f"factor = (d/10) / critical C\n(the paper: at least 10 for\nevery setup of its Fig. 9)\n\n"
+                        f"vSGD-l, {table.seeds_min.min()}+ seeds per C; a run is\nunstable when its training loss "
+                        f"exceeds\n{BLOWUP:g} x its initial value or is not finite\n(results/README.md).\n"
+                        f"Run length (updates):\n{lengths}.\nBar: up to the next C tried.",
+             fontsize=7.5, va="bottom", transform=tab.transAxes)
     fig.tight_layout()
     return written + save_png_pdf(fig, out, "supp_fig9_critical_c", dpi=150)
 

@@ -79,7 +79,8 @@ def critical_c_xor(cfg) -> Path:
     for width in s["widths"]:
         spec = xor_spec(width, s["l2"])
         setup = f"XOR-{int(width)}"
-        todo = [Member(seed, {"c": float(c)}) for c in s["c"] for seed in seeds
+        grid = s["c_wide"] if int(width) >= int(s.get("wide_from") or 1 << 62) else s["c"]
+        todo = [Member(seed, {"c": float(c)}) for c in grid for seed in seeds
                 if (setup, float(c), seed, updates) not in done]
         print(f"[{setup}] d = {spec.n_params}: {len(todo)} members to train ({updates} updates each)", flush=True)
         chunk = max(1, int(CPU_CACHE_BYTES // (spec.n_params * 14 * 4)))
