@@ -73,4 +73,8 @@ def test_two_runners_on_one_job_write_each_member_once(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     in_store, in_records = members(store, records)
     assert len(in_store) == 3 and in_store == in_records
-    assert results.verify(store, records)[0] == []  # the same content on both sides
+    lines = {json.loads(line)["config_hash"]: json.loads(line) for line in
+             (records / "M0" / "sgd.jsonl").read_text().splitlines()}
+    for p in record_files(store):  # the record that stayed is the one the records hold (wall time included)
+        assert json.loads(p.read_text()) == lines[p.stem]
+    assert results.verify(store, records)[0] == []
