@@ -80,15 +80,15 @@ def naive_rate(spec: MLPSpec, seconds: float) -> float:
     return timed(step, seconds)
 
 
-def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True):
+def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True, device: str = "cpu"):
     """A zero-argument callable that advances K members of ``rule_name`` by one trainer step."""
     rule = get_rule(rule_name)
     model = EnsembleMLP(spec)
-    params = glorot_init(spec, list(range(K)))
-    hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device="cpu")
+    params = glorot_init(spec, list(range(K)), device=device)
+    hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device=device)
     state = [rule.init(params, hp)]
     step = make_step(model, rule, compile=compile)  # as the runner's compile: auto (plain SGD is never compiled)
-    sample = lockstep_samples(spec, K)
+    sample = lockstep_samples(spec, K, device=device)
 
     def one():
         state[0] = step(params, state[0], hp, *sample())
@@ -96,11 +96,11 @@ def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True
     return one
 
 
-def lockstep_samples(spec: MLPSpec, K: int, n: int = 1000):
+def lockstep_samples(spec: MLPSpec, K: int, n: int = 1000, device: str = "cpu"):
     """``sample() -> (x [K, D], target, ahead)``: the next step of K members, each in its own order over
     ``n`` fake samples, with ``ahead`` as ``experiments.trainer.lockstep`` passes it."""
-    x, y = fake_batch(spec, n)
-    idx = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(k)) for k in range(K)])
+    x, y = (t.to(device) for t in fake_batch(spec, n))
+    idx = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(k)) for k in range(K)]).to(device)
     i = [0]
 
     def sample():
@@ -113,10 +113,17 @@ def lockstep_samples(spec: MLPSpec, K: int, n: int = 1000):
     return sample
 
 
-def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile: bool = True) -> float:
-    one = ensemble_stepper(spec, rule_name, K, compile)
+def ensemble_rate(spec: MLPSpec, rule_name: str, K: int, seconds: float, compile: bool = True,
+                  device: str = "cpu") -> float:
+    one = ensemble_stepper(spec, rule_name, K, compile, device)
     for _ in range(100 if compile else 0):  # compilation, and the slow start's recompilation
         one()
+    if device.startswith("cuda"):  # kernels run asynchronously: time whole windows, synchronised at their ends
+        def windowed(one=one):
+            for _ in range(100):
+                one()
+            torch.cuda.synchronize()
+        return timed(windowed, seconds) * 100 * K
     return timed(one, seconds) * K
 
 

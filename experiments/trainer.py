@@ -139,10 +139,30 @@ def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, h
         extras["sq_grad_mean"] = [g * g for g in grads]
     if "nonzero_count" in need:
         extras["nonzero_count"] = [(g != 0).to(g.dtype) for g in grads]
-    updates, state = rule.update(grads, state, params, hp, extras)
+    updates, new_state = rule.update(grads, state, params, hp, extras)
     for p, u in zip(params, updates):
         p.add_(u)
-    return state
+    return _into(state, new_state) if IN_PLACE and torch.compiler.is_compiling() else new_state
+
+
+# Compiled, the new state is stored into the old state's tensors (``_into``): bit-identical, but no fresh
+# parameter-sized state tensors every step (written cold, and the old and new copies doubled the working set,
+# which on M2 and C1 no longer fit the cache at K = 1). ``benchmarks/state_in_place.py`` flips it off to compare.
+IN_PLACE = True
+
+
+def _into(old: Any, new: Any) -> Any:
+    """``new``'s values written into ``old``'s tensors where shapes match (compiled: the fused kernel stores
+    the new state straight into the old buffers: no fresh state tensors a step, half the working set)."""
+    if isinstance(new, Tensor):
+        if isinstance(old, Tensor) and old.shape == new.shape and old.dtype == new.dtype and old is not new:
+            return old.copy_(new)
+        return new
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _into(old.get(k), v) for k, v in new.items()}
+    if isinstance(new, (list, tuple)) and isinstance(old, (list, tuple)) and len(old) == len(new):
+        return type(new)(_into(o, v) for o, v in zip(old, new))
+    return new
 
 
 EvalOut = tuple[Tensor, Tensor, Tensor, Tensor, list]  # train error, train loss, test error, test loss, rates
