@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.throughput import bench_spec, ensemble_rate, write_csv
+from benchmarks.throughput import bench_spec, ensemble_rate
 from experiments.mlp import MLPSpec, glorot_init
 from experiments.run import CPU_CACHE_BYTES, auto_chunk_size
 from vsgd.core import Rule, get_rule
@@ -150,7 +150,11 @@ def main() -> None:
             print(f"{cfg.name:3s} {rule_name:8s} K={K:<4d}{'*' if K == runner_k else ' '} {rate:9,.0f} updates/s "
                   f"{r['achieved_GBps']:6.1f} GB/s = {r['fraction_of_dram']:5.2f} of DRAM, {r['fraction_of_limit']:5.2f} of "
                   f"{level} (working set {r['working_set_MB']} MB)", flush=True)
-    write_csv(rows, args.csv)
+            with open(args.csv, "w", newline="") as f:  # after every row: a run cut short keeps what it measured
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+    print(f"wrote {args.csv}")
     plot(rows, args.png)
 
 
