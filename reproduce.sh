@@ -29,6 +29,11 @@ M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "O
   beyond     Tables 2+/3+ (issue 9): table2's runs, vSGD-fd and eight PyPI tuning-free
              optimizers at their defaults, 10 seeds (table2's 16 h included)             projected: ~50 h
   unit_suite the unit-test suite for stochastic optimization, every optimizer (issue 9)  measured: 10 min
+  supp_fig9  critical C of vSGD-l (Supp. Fig. 9): XOR MLPs of 12 widths, then M0 C0 M1 CR, 10 seeds per C,
+             short runs (results/README.md; C1 and M2: 41 min more)   measured 2026-12-05: 39 min (14 CPU-min)
+  supp_fig10 test error against C (Supp. Fig. 10): vSGD-l/b/g, 9 C, M0 2 seeds, M1 1 seed (M2 not run:
+             about 8 CPU-hours)                                       measured 2026-12-05: 104 min (38 CPU-min)
+             (both measured beside 3-5 other jobs on this machine; alone, about the CPU time)
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
   all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~290 h
   restore    re-run what results/records/ lacks of the committed tables (results/coverage.md lists
@@ -95,7 +100,7 @@ analysis() {
 }
 
 # The targets that run experiments and then the analysis (dispatched in the second `case` below).
-RUN_TARGETS="quick table1 table2 table3 fig2 suite_1d beyond unit_suite figures all"
+RUN_TARGETS="quick table1 table2 table3 fig2 suite_1d beyond unit_suite supp_fig9 supp_fig10 figures all"
 
 target="${1:-}"
 [[ $# -gt 0 ]] && shift
@@ -134,6 +139,11 @@ case "$target" in
   table1|table2|table3|suite_1d|unit_suite) run_experiment "$target" "$@" ;;
   beyond) run_experiment beyond_tables "$@" ;;
   fig2) run_experiment fig2_nonstationary "$@" ;;
+  supp_fig9)  # the XOR setups (store/synthetic), then the benchmarks' short runs (one multirun)
+    run_experiment supp_fig9_xor "$@"; run_experiment supp_fig9_critical_c -m benchmark=m0,c0,m1,cr "$@" ;;
+  supp_fig10)
+    run_experiment supp_fig10_c_sensitivity -m benchmark=m0 optimizer=vsgd_l,vsgd_b,vsgd_g "$@"
+    run_experiment supp_fig10_c_sensitivity -m benchmark=m1 optimizer=vsgd_l,vsgd_b,vsgd_g seeds=1 "$@" ;;
   figures) ;;
   all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done ;;
 esac
