@@ -35,6 +35,14 @@ def kill_at(cmd: list[str], seconds: float) -> int | None:
         return None
 
 
+def duration(cmd: list[str]) -> float:
+    """Wall time of one uninterrupted ``cmd``: kill points are drawn as fractions of it, so that they fall
+    inside the run on a fast machine and a slow one alike."""
+    t0 = time.time()
+    subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, timeout=300, check=True)
+    return time.time() - t0
+
+
 def snapshot(store: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in record_files(store)}
 
@@ -44,11 +52,13 @@ def test_kill_9_at_random_points_of_a_run(tmp_path):
     cmd = [sys.executable, "-m", "experiments.run", "benchmark=m0", "optimizer=sgd", "grid=sgd",
            "grid.eta0=[0.01,0.03,0.1]", "grid.gamma=[0]", "seeds=3", "epochs=0.003", "chunk_size=1", "progress=false",
            "compile=false", f"store={store}", f"records={records}"]
+    probe = [*cmd[:-2], f"store={tmp_path / 'probe'}", f"records={tmp_path / 'probe_records'}"]
+    full = duration(probe)
     rng = random.Random(36)
     seen: dict[str, str] = {}
-    kills, deadline = 0, time.time() + 15
+    kills, deadline = 0, time.time() + max(15, 5 * full)
     while kills < 4 and time.time() < deadline:
-        if kill_at(cmd, rng.uniform(3.0, 7.0)) is None:
+        if kill_at(cmd, rng.uniform(0.3, 0.8) * full) is None:
             kills += 1
         now = snapshot(store)
         assert all(now[name] == text for name, text in seen.items())  # finished records untouched
@@ -72,10 +82,14 @@ def test_kill_9_at_random_points_of_a_sync(tmp_path):
     results.sync(store, m1)  # a store with M1's members, whose records are elsewhere
     n = sum(len(p.read_text().splitlines()) for p in [*(records / "M0").glob("*.jsonl"), *(m1 / "M1").glob("*.jsonl")])
     cmd = [sys.executable, "-m", "experiments.results", "--store", str(store), "--records", str(records)]
+    shutil.copytree(store, tmp_path / "probe_store")
+    shutil.copytree(records, tmp_path / "probe_records")
+    full = duration([sys.executable, "-m", "experiments.results", "--store", str(tmp_path / "probe_store"),
+                     "--records", str(tmp_path / "probe_records")])
     rng = random.Random(3636)
-    kills, deadline = 0, time.time() + 18
+    kills, deadline = 0, time.time() + max(18, 10 * full)
     while kills < 8 and time.time() < deadline:
-        if kill_at(cmd, rng.uniform(0.7, 2.5)) is None:
+        if kill_at(cmd, rng.uniform(0.3, 0.8) * full) is None:
             kills += 1
         for p in record_files(store):  # whatever was killed, no store file is half-written
             json.loads(p.read_text())  # parses
