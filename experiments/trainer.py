@@ -12,9 +12,12 @@ step at which the check found it) and dropped from the ensemble; the others go o
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +55,53 @@ class MemberResult:
     steps: int
 
 
+@dataclass
+class Snapshot:
+    """Where a chunk of lock-step members saves itself (at a checkpoint, at most every ``every_s`` seconds),
+    so that a long run killed by the end of a session resumes from its last save when started again.
+
+    The file holds the whole run: step, sample orders (the generators' states and the epoch's permutation),
+    curves so far, diverged members, and the trainer's tensors (``capture()``: parameters, rule state,
+    hyper-parameters, synced); the resumed run is bit-identical to an uninterrupted one
+    (tests/test_snapshot.py). The file is written atomically (temp file + rename) and removed by the
+    runner once the chunk's records are written. One that cannot be read, or that belongs to other members,
+    is moved aside to ``<name>.unusable`` (never deleted) and the run starts from step 0.
+    """
+
+    path: Path
+    every_s: float = 600.0
+    capture: Callable[[], Any] | None = None  # set by the trainer
+    restore: Callable[[Any], None] | None = None
+
+    def load(self, ident: list, total_steps: int) -> dict[str, Any] | None:
+        path = Path(self.path)
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            ok = saved["members"] == ident and saved["total_steps"] == total_steps
+            why = "it belongs to other members or another length of run"
+        except Exception as exc:  # a torn or damaged file: torch.load raises many kinds
+            ok, why = False, f"it cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        if not ok:
+            aside = path.with_name(path.name + ".unusable")
+            os.replace(path, aside)
+            print(f"[snapshot] {path}: {why}; moved to {aside}, the run starts from step 0.", file=sys.stderr)
+            return None
+        print(f"[snapshot] resuming from {path} at step {saved['t']:,} of {total_steps:,}.", file=sys.stderr)
+        return saved
+
+    def save(self, snap: dict[str, Any]) -> None:
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(snap, tmp)
+        os.replace(tmp, path)
+
+    def discard(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
 def checkpoint_steps(n_train: int, epochs: float) -> list[int]:
     """Log-spaced checkpoints (every power of two of an epoch from 1/64) plus every epoch end."""
     total = round(n_train * epochs)
@@ -68,6 +118,16 @@ def _rate_stats(rule: Rule, state, hp, params) -> tuple[Tensor, Tensor, Tensor] 
     K = params[0].shape[0]
     flat = torch.cat([r.expand_as(p).reshape(K, -1) for r, p in zip(rates, params)], dim=1).float()
     return flat.amin(dim=1), flat.median(dim=1).values, flat.amax(dim=1)
+
+
+def _map_tensors(tree: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    if isinstance(tree, Tensor):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: _map_tensors(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_tensors(v, fn) for v in tree)
+    return tree
 
 
 def _select(tree: Any, keep: Tensor) -> Any:
@@ -193,6 +253,7 @@ def lockstep(
     drop: Callable[[Tensor], None] | None = None,
     progress: Callable[[int], None] | None = None,
     curve_start: bool = False,
+    snapshot: Snapshot | None = None,
 ) -> list[MemberResult]:
     """The schedule every trainer of K lock-step members shares; returns one result per member.
 
@@ -212,6 +273,8 @@ def lockstep(
       ``(rate_min, rate_median, rate_max)`` or None.
     * ``drop(keep)``: keep only these rows of the trainer's tensors. Without it, a diverged member's
       row stays (``step`` gets the set of dead members and must not update them).
+    * ``snapshot``: where and how to save the whole run at checkpoints (:class:`Snapshot`), so that a run
+      killed after a save resumes from it, bit-identically, when started again with the same members.
     """
     start = time.perf_counter()
     K = len(members)
@@ -246,8 +309,20 @@ def lockstep(
 
     t = 0
     perm = None
-    if curve_start:
+    before = 0.0  # seconds spent by earlier processes on this run (a resumed snapshot)
+    ident = [(int(m.seed), sorted(m.hp.items())) for m in members]
+    saved = snapshot.load(ident, total_steps) if snapshot is not None else None
+    if saved is not None:
+        t, rows, dead, curves, final, perm, before = (saved["t"], saved["rows"], set(saved["dead"]), saved["curves"],
+                                                      {int(k): tuple(v) for k, v in saved["final"].items()},
+                                                      saved["perm"], saved["seconds"])
+        perm = None if perm is None else perm.to(device)
+        for g, st in zip(order_gens, saved["order_gens"]):
+            g.set_state(st)
+        snapshot.restore(saved["trainer"])
+    elif curve_start:
         record(0, last=False)
+    last_save = time.perf_counter()
     while t < total_steps:
         if t % N == 0:  # a new epoch: every member draws its own order
             perm = torch.stack([torch.randperm(N, generator=order_gens[k]) for k in rows]).to(device)
@@ -274,10 +349,16 @@ def lockstep(
                 break
         if t in checkpoints:
             record(t, last=t == total_steps)
+            if (snapshot is not None and t < total_steps and len(dead) < K
+                    and time.perf_counter() - last_save >= snapshot.every_s):
+                snapshot.save({"members": ident, "total_steps": total_steps, "t": t, "rows": rows, "dead": sorted(dead),
+                               "curves": curves, "final": final, "perm": perm, "order_gens": [g.get_state() for g in order_gens],
+                               "seconds": before + time.perf_counter() - start, "trainer": snapshot.capture()})
+                last_save = time.perf_counter()
         if progress is not None and t % 1000 == 0:
             progress(1000 * (K - len(dead)))
 
-    wall = time.perf_counter() - start
+    wall = before + time.perf_counter() - start
     return [MemberResult(m, *final[k], curves[k], wall / K, wall, K, total_steps) for k, m in enumerate(members)]
 
 
@@ -294,9 +375,10 @@ def train_ensemble(
     progress: Callable[[int], None] | None = None,
     compile: bool = False,
     curve_start: bool = False,
+    snapshot: Snapshot | None = None,
 ) -> list[MemberResult]:
     """Train ``members`` together for ``epochs`` and return one result per member (input order);
-    ``curve_start``: a checkpoint at step 0 too (:func:`lockstep`)."""
+    ``curve_start``: a checkpoint at step 0 too; ``snapshot``: save and resume the run (:func:`lockstep`)."""
     K = len(members)
     model = EnsembleMLP(spec)
     data = data.to(device, dtype)
@@ -332,5 +414,18 @@ def train_ensemble(
         nonlocal params, state, hp
         params, state, hp = _select(params, keep), _select(state, keep), _select(hp, keep)
 
+    def capture() -> dict[str, Any]:
+        step_fn.sync(params)
+        return {"params": params, "state": state, "hp": hp}
+
+    def restore(saved: dict[str, Any]) -> None:
+        nonlocal params, state, hp
+        to = lambda tree: _map_tensors(tree, lambda x: x.to(device))
+        params, state, hp = to(saved["params"]), to(saved["state"]), to(saved["hp"])
+
+    if snapshot is not None:
+        snapshot.capture, snapshot.restore = capture, restore
+
     return lockstep(members, data, epochs=epochs, device=device, eval_subset=eval_subset, mse=spec.loss == "mse", step=step,
-                    finite=finite, evaluate=evaluate, drop=drop, progress=progress, curve_start=curve_start) if K else []
+                    finite=finite, evaluate=evaluate, drop=drop, progress=progress, curve_start=curve_start,
+                    snapshot=snapshot) if K else []
