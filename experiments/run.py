@@ -14,10 +14,11 @@ resumes where it stopped: members already in the store are skipped (and the run 
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import importlib.util
 import itertools
-import math
+import json
 import os
 import shutil
 import sys
@@ -34,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import results
 from experiments.data import PROJECT_ROOT, DataError, load
 from experiments.mlp import FusedSGD, MLPSpec
-from experiments.trainer import Member, train_ensemble
+from experiments.trainer import Member, Snapshot, train_ensemble
 from vsgd import __version__ as code_version
 from vsgd.core import Rule, get_rule
 
@@ -182,6 +183,7 @@ class Trainer:
     check_hp: Any  # check_hp(settings) -> validated settings (raises ValueError)
     tunable: bool  # whether Table 1 tunes it
     fused: bool  # whether the step is the fused SGD step (drives the chunk size)
+    snapshots: bool = False  # whether ``train`` takes ``snapshot=`` (the lock-step rules' trainer)
 
 
 def trainer_for(name: str, spec: MLPSpec, *, compile: bool = False) -> Trainer:
@@ -202,7 +204,8 @@ def trainer_for(name: str, spec: MLPSpec, *, compile: bool = False) -> Trainer:
     def train_rule(members, data, **kw):
         return train_ensemble(spec, rule, members, data, compile=compile, **kw)
 
-    return Trainer(name, train_rule, rule.check_hp, tunable(rule), rule.scalar_rate is not None and not rule.extras)
+    return Trainer(name, train_rule, rule.check_hp, tunable(rule), rule.scalar_rate is not None and not rule.extras,
+                   snapshots=True)
 
 
 def compile_step(cfg: DictConfig) -> bool:
@@ -280,13 +283,15 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
         return hashes
 
     chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, trainer.fused, dtype, device, len(todo))
-    n_chunks = math.ceil(len(todo) / chunk)
+    parts = saved_chunks(store, bench.name, name, todo) if cfg.get("snapshot_minutes") else []
+    rest = [mh for mh in todo if not any(mh in p for p in parts)]
+    parts += [rest[i : i + chunk] for i in range(0, len(rest), chunk)]
+    n_chunks = len(parts)
     steps = round(data.n_train * epochs)
     bar = _progress_bar(cfg, f"{bench.name} {name}", steps * len(todo))
     job_start = time.perf_counter()
     failures: list = []
-    for c in range(n_chunks):
-        part = todo[c * chunk : (c + 1) * chunk]
+    for c, part in enumerate(parts):
         t0 = time.perf_counter()
         estimate = {"printed": c > 0}
 
@@ -305,10 +310,15 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                 _write(bar, f"[{bench.name} {name}] measured {rate:,.0f} member-updates/s: "
                             f"estimated wall time for this job {total / rate / 60:.1f} min")
 
+        snapshot = None
+        if cfg.get("snapshot_minutes") and trainer.snapshots:
+            snapshot = Snapshot(chunk_snapshot(store, bench.name, name, [h for _, h in part]),
+                                every_s=60.0 * float(cfg.snapshot_minutes))
         try:
             out = trainer.train([m for m, _ in part], data, epochs=epochs, device=device, dtype=dtype,
                                 progress=progress,  # curve_at_start: Supp. Fig. 9 (a point at step 0)
-                                **({"curve_start": True} if cfg.get("curve_at_start") else {}))
+                                **({"curve_start": True} if cfg.get("curve_at_start") else {}),
+                                **({"snapshot": snapshot} if snapshot is not None else {}))
         except (RuntimeError, MemoryError) as exc:  # out of memory, a CUDA error...: record, report, move on
             for m, chash in part:
                 results.write_failure(store, bench.name, name, chash,
@@ -339,6 +349,9 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                                  "it trains only what is missing.") from None
             if logger is not None:
                 logger.log_member(rec)
+        if snapshot is not None:  # every member of the chunk is in the store now
+            snapshot.discard()
+            snapshot.path.with_suffix(".json").unlink(missing_ok=True)
         if records is not None:  # git add results/records keeps them
             try:
                 results.sync(store, records, only=(bench.name, name))
@@ -348,7 +361,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                                  "and run the same command again (or: python -m experiments.results).") from None
         elapsed = time.perf_counter() - t0
         rate = steps * len(part) / max(elapsed, 1e-9)
-        left = steps * (len(todo) - (c + 1) * chunk)
+        left = steps * sum(len(p) for p in parts[c + 1 :])
         diverged = sum(r.diverged for r in out)
         msg = (f"[{bench.name} {name}] chunk {c + 1}/{n_chunks}: {len(part)} members in {elapsed:.1f}s "
                f"({rate:,.0f} member-updates/s){f', {diverged} diverged' if diverged else ''}")
@@ -362,6 +375,32 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     if failures:
         FAILED.extend(failures)
     return hashes
+
+
+def chunk_snapshot(store: Path, benchmark: str, optimizer: str, hashes: list[str]) -> Path:
+    """The snapshot file of a chunk of members (their config hashes), with a ``.json`` beside it that lists
+    them, so that a later run of the job finds the chunk again whatever its chunk size (:func:`saved_chunks`)."""
+    digest = hashlib.sha256(" ".join(hashes).encode()).hexdigest()[:16]
+    path = Path(store) / "partial" / benchmark / optimizer / f"{digest}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.write_atomic(path.with_suffix(".json"), json.dumps(hashes))
+    return path
+
+
+def saved_chunks(store: Path, benchmark: str, optimizer: str, todo: list) -> list[list]:
+    """The chunks of ``todo`` ((member, hash) pairs) that have a snapshot from an earlier, killed run: they are
+    trained first, as the same chunks, so that they resume where they stopped."""
+    by_hash = {h: (m, h) for m, h in todo}
+    parts = []
+    for listing in sorted((Path(store) / "partial" / benchmark / optimizer).glob("*.json")):
+        try:
+            hashes = json.loads(listing.read_text())
+        except (OSError, ValueError):
+            continue
+        if listing.with_suffix(".pt").is_file() and hashes and all(h in by_hash for h in hashes) \
+                and not any(h in {x for _, x in p} for p in parts for h in hashes):
+            parts.append([by_hash[h] for h in hashes])
+    return parts
 
 
 def device_name(device: torch.device) -> str:

@@ -95,3 +95,45 @@ def test_an_unusable_snapshot_is_moved_aside_and_the_run_starts_over(tiny_data, 
     _same(_run("vsgd_l", members, tiny_data), out)
     assert (tmp_path / "chunk.pt.unusable").read_bytes() == kept  # nothing deleted
     assert "moved to" in capsys.readouterr().err
+
+
+def test_the_runner_resumes_a_killed_chunk_from_its_snapshot(tmp_path):
+    """Through experiments.run: kill -9 once the chunk has saved itself, run the same command again; the records
+    equal those of an uninterrupted run, and the finished chunk's snapshot is gone."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
+
+    def cmd(store):
+        return [sys.executable, "-m", "experiments.run", "benchmark=m0", "optimizer=vsgd_l", "seeds=2", "epochs=0.2",
+                "chunk_size=2", "compile=false", "progress=false", "snapshot_minutes=1e-9", f"store={store}",
+                f"records={store}-records"]
+
+    def record(store):
+        recs = [json.loads(p.read_text()) for p in sorted((store / "M0" / "vsgd_l").glob("*.json"))]
+        keep = ("seed", "train_error", "test_error", "train_loss", "test_loss", "diverged", "curve", "config_hash")
+        return [{k: r[k] for k in keep} for r in recs]
+
+    whole = tmp_path / "whole"
+    subprocess.run(cmd(whole), cwd=root, env=env, capture_output=True, timeout=600, check=True)
+    store = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(store), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = store / "partial" / "M0" / "vsgd_l"
+    deadline = time.time() + 300
+    while not list(partial.glob("*.pt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # right after its first save (the file appears by a rename)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before its first save: make it longer"
+    proc.wait()
+    assert list(partial.glob("*.pt")) and not list((store / "M0" / "vsgd_l").glob("*.json"))
+    again = subprocess.run(cmd(store), cwd=root, env=env, capture_output=True, text=True, timeout=600, check=True)
+    assert "[snapshot] resuming from" in again.stderr
+    assert record(store) == record(whole) and len(record(whole)) == 2
+    assert not list(partial.glob("*"))  # the finished chunk's snapshot and its listing are removed
