@@ -34,6 +34,9 @@ M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "O
   supp_fig10 test error against C (Supp. Fig. 10): vSGD-l/b/g, 9 C, M0 2 seeds, M1 1 seed (M2 not run:
              about 8 CPU-hours)                                       measured 2026-12-05: 104 min (38 CPU-min)
              (both measured beside 3-5 other jobs on this machine; alone, about the CPU time)
+  supp_fig3  vSGD-l on M1 with 800 hidden units, 100 epochs, 2 seeds (Supp. Fig. 3); resumable: the
+             run saves itself every 10 min, run it again to go on   projected: ~10 h (322 member-updates/s
+             measured 2026-12-05 beside 2 other jobs; 6 million updates per seed)
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
   all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~290 h
   restore    re-run what results/records/ lacks of the committed tables (results/coverage.md lists
@@ -100,7 +103,7 @@ analysis() {
 }
 
 # The targets that run experiments and then the analysis (dispatched in the second `case` below).
-RUN_TARGETS="quick table1 table2 table3 fig2 suite_1d beyond unit_suite supp_fig9 supp_fig10 figures all"
+RUN_TARGETS="quick table1 table2 table3 fig2 suite_1d beyond unit_suite supp_fig3 supp_fig9 supp_fig10 figures all"
 
 target="${1:-}"
 [[ $# -gt 0 ]] && shift
@@ -141,6 +144,7 @@ case "$target" in
   fig2) run_experiment fig2_nonstationary "$@" ;;
   supp_fig9)  # the XOR setups (store/synthetic), then the benchmarks' short runs (one multirun)
     run_experiment supp_fig9_xor "$@"; run_experiment supp_fig9_critical_c -m benchmark=m0,c0,m1,cr "$@" ;;
+  supp_fig3) run_experiment supp_fig3_long "$@" ;;
   supp_fig10)
     run_experiment supp_fig10_c_sensitivity -m benchmark=m0 optimizer=vsgd_l,vsgd_b,vsgd_g "$@"
     run_experiment supp_fig10_c_sensitivity -m benchmark=m1 optimizer=vsgd_l,vsgd_b,vsgd_g seeds=1 "$@" ;;

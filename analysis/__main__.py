@@ -29,7 +29,7 @@ from analysis.common import PROJECT_ROOT, log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
 EXTERNAL = ("analysis.quadratic_figures", "analysis.heatmaps", "analysis.paper2_figs", "analysis.unit_suite_figures",
-            "analysis.c_sensitivity")
+            "analysis.c_sensitivity", "analysis.supp_fig3")
 
 
 def call_external(mod, store: Path, out: Path) -> list[Path] | None:
