@@ -75,6 +75,13 @@ HYPERPARAMS = {
     "move_during_init": HyperParam(0.0, low=0.0, high=1.0, doc="1 = parameters move during the n0 slow-start samples"),
     "eps": HyperParam(1e-16, low=0.0, doc="added to the denominators l_bar and h+ (the curvature floor when h_min=0)"),
     "h_min": HyperParam(0.0, low=0.0, doc="optional curvature floor, eta = r / max(h+, h_min + eps) (Sec. 4.3)"),
+    "h_rel": HyperParam(0.0, low=0.0, high=1.0,
+                        doc="relative curvature floor: h_bar_i >= h_rel x (largest h_bar of its parameter tensor), "
+                            "a bound 1/h_rel on the condition number of the diagonal curvature per tensor "
+                            "(Sec. 4.3); 0 = off (the paper)"),
+    "h_var": HyperParam(0.0, low=0.0, high=1.0, choices=(0.0, 1.0),
+                        doc="1 = curvature variability (paper 2 Sec. 5.2): h = E[h^2] / E[h] from a moving average of "
+                            "squared curvatures, never below h_bar; 0 = h_bar (the paper)"),
 }
 
 
@@ -149,14 +156,36 @@ def init(params, hp, *, pooling: str):
         "step": 0,
         # the largest n0 of the ensemble, a Python int: after it, the step skips all slow-start logic
         "n0_max": int(n0_count(hp).max().item()),
+        # whether any member uses the relative curvature floor, a Python bool: without it the step is the paper's
+        "h_rel_on": bool((hp["h_rel"] > 0).any().item()) if "h_rel" in hp else False,
+        **({"h2_bar": [torch.zeros_like(p) for p in params]} if _h_var_on(hp) else {}),
     }
 
 
-def _rate_units(g_bar, var_units, h_bar, hp, pooling):
-    """(r_u, eta_u) from the statistics: eq. 7 per element, eq. 8 pooled."""
+def _h_var_on(hp) -> bool:
+    return "h_var" in hp and bool((hp["h_var"] > 0).any().item())
+
+
+def _curvature_used(h_bar, state, hp):
+    """The curvature in the rate: h_bar (paper 1), or with ``h_var`` paper 2 Sec. 5.2's E[h^2] / E[h] (>= h_bar by
+    Jensen: an estimate that rarely curves is taken at the curvature it has when it does, not at its mean)."""
+    if "h2_bar" not in state:
+        return h_bar
+    on = hp["h_var"] > 0
+    return [torch.where(_pm(on, h), h2 / (h + _pm(hp["eps"], h)), h) for h, h2 in zip(h_bar, state["h2_bar"])]
+
+
+def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False):
+    """(r_u, eta_u) from the statistics: eq. 7 per element, eq. 8 pooled. ``rel_floor``: apply ``h_rel`` (a Python
+    flag, so that the paper's configs, which leave it 0, run exactly the paper's arithmetic)."""
     gb2 = _pool_sum([g * g for g in g_bar], pooling)
+    h_units = _pool_max(h_bar, pooling)
+    if rel_floor and pooling == "element":
+        # Sec. 4.3's floor "to bound the condition number of the approximated Hessian", relative to the largest
+        # curvature of the same tensor (h+ of vSGD-b); pooled units use h+ itself, which is never below it
+        h_units = [torch.maximum(h, per_member(member_max(h) * hp["h_rel"], h)) for h in h_units]
     ratios, rates = [], []
-    for s, l, hp_u, in zip(gb2, var_units, _pool_max(h_bar, pooling)):
+    for s, l, hp_u, in zip(gb2, var_units, h_units):
         r = s / (l + _pm(hp["eps"], l))  # eq. 7 / eq. 8: ||g_bar||^2 / l_bar, l_bar ~ E[||grad||^2]
         floor = _pm(hp["h_min"] + hp["eps"], hp_u)
         ratios.append(r)
@@ -193,7 +222,11 @@ def update(grads, state, params, hp, extras, *, pooling: str):
     g_bar = [torch.lerp(gb, g, f) for gb, g, f in zip(state["g_bar"], grads, fract_p)]  # Sec. 4.1
     var = [torch.lerp(v, s, f) for v, s, f in zip(var, _pool_sum(sq, pooling), fract)]  # Sec. 4.1: v_bar / l_bar
     h_bar = [torch.lerp(hb, h, f) for hb, h, f in zip(state["h_bar"], h_sample, fract_p)]  # Sec. 4.3
-    ratio, rate = _rate_units(g_bar, var, h_bar, hp, pooling)
+    new_state = dict(state)
+    if "h2_bar" in state:  # paper 2 Sec. 5.2: moving average of the squared curvature samples
+        new_state["h2_bar"] = [torch.lerp(h2, h * h, f) for h2, h, f in zip(state["h2_bar"], h_sample, fract_p)]
+    ratio, rate = _rate_units(g_bar, var, _curvature_used(h_bar, new_state, hp), hp, pooling,
+                              state.get("h_rel_on", False))
     new_tau = [torch.addcmul(u, r, u, value=-1.0).add_(1.0) for u, r in zip(tau, ratio)]  # Sec. 4.2: (1 - r) tau + 1
 
     rate_p = _spread(rate, params, pooling)
@@ -204,7 +237,6 @@ def update(grads, state, params, hp, extras, *, pooling: str):
         frozen = in_init & (hp["move_during_init"] <= 0)
         updates = [torch.where(per_member(frozen, u), torch.zeros_like(u), u) for u in updates]
 
-    new_state = dict(state)
     new_state.update({"g_bar": g_bar, vkey: _stored(var, pooling), "h_bar": h_bar,
                       "tau": _stored(new_tau, pooling), "step": t + 1})
     return updates, new_state
@@ -212,7 +244,8 @@ def update(grads, state, params, hp, extras, *, pooling: str):
 
 def rates(state, hp, params, *, pooling: str):
     """The current learning rates (eq. 7 / eq. 8 at the current statistics), broadcastable to params."""
-    _, rate = _rate_units(state["g_bar"], _units(state[_var_key(pooling)], pooling), state["h_bar"], hp, pooling)
+    _, rate = _rate_units(state["g_bar"], _units(state[_var_key(pooling)], pooling),
+                          _curvature_used(state["h_bar"], state, hp), hp, pooling, state.get("h_rel_on", False))
     return _spread(rate, params, pooling)
 
 
@@ -338,6 +371,8 @@ class VSGD(RuleOptimizer):
         move_during_init: bool = False,
         eps: float = 1e-16,
         h_min: float = 0.0,
+        h_rel: float = 0.0,
+        h_var: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"Invalid mode {mode!r}: use 'l' (per element), 'b' (per block) or 'g' (global).")
@@ -368,7 +403,8 @@ class VSGD(RuleOptimizer):
         pooling = "global" if (mode == "b" and blocks == "group") else MODES[mode]
         try:
             super().__init__(params, RULES[pooling], lr=lr, n0=n0, c=c, tau0=tau0, c_scales_h=float(c_scales_h),
-                             move_during_init=float(move_during_init), eps=eps, h_min=h_min)
+                             move_during_init=float(move_during_init), eps=eps, h_min=h_min, h_rel=h_rel,
+                             h_var=float(h_var))
         except BaseException:
             if self._recorder is not None:
                 self._recorder.remove()
