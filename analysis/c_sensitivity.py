@@ -5,7 +5,7 @@
                               our default runs and the paper's Table 3 value on it)
     supp_fig9_critical_c      the critical C of vSGD-l against the dimension d, with the line C = d/10:
                               the benchmarks (records of experiment=supp_fig9_critical_c) and XOR MLPs of
-                              widths 2 .. 10^4 (<store>/synthetic/supp_fig9_xor.jsonl, experiments/c_sensitivity.py)
+                              widths 2 .. 10^4 (<store>/synthetic/supp_fig9_xor.jsonl, synthetic/c_sensitivity.py)
 
 Definitions (Supp. Fig. 9; results/README.md):
 

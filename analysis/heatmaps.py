@@ -8,7 +8,7 @@ paper, the colour scale is shared within a column (test case) and differs betwee
 
     python -m analysis.heatmaps [--store PATH] [--out figures]
 
-Input columns expected (written by ``experiments.suite_1d.save``): ``gain[row, case, run, checkpoint]``,
+Input columns expected (written by ``synthetic.suite_1d.save``): ``gain[row, case, run, checkpoint]``,
 ``row_algorithm``, ``row_setting``, ``row_n``, ``case_function``, ``case_A``, ``case_sigma2``, ``checkpoints``.
 """
 
@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
-from experiments import suite_1d
+from synthetic import suite_1d
 
 CMAP = plt.get_cmap("RdBu")  # red = worse than the start, white = the start, blue = better
 

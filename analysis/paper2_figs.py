@@ -1,4 +1,4 @@
-"""Paper 2 Figs. 1-2 from ``<store>/synthetic/paper2_figs.csv`` (written by ``experiments.paper2``).
+"""Paper 2 Figs. 1-2 from ``<store>/synthetic/paper2_figs.csv`` (written by ``synthetic.paper2``).
 
 Expected columns: figure, p_nz, sigma, n, rule (eq4 | eq4_average | sgd), eta, relative_gain.
 

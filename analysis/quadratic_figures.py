@@ -3,7 +3,7 @@
     python -m analysis.quadratic_figures [--store STORE] [--out results/figures]
 
 Reads ``<store>/synthetic/{supp_fig1_quadratic,fig2_nonstationary,supp_fig2_bowl}.npz`` (written by
-experiments/quadratic.py) and writes PNG and PDF of each one present. Losses are the excess expected
+synthetic/quadratic.py) and writes PNG and PDF of each one present. Losses are the excess expected
 loss J(theta) - J(theta*) (eq. 2), medians over runs; rates are medians over runs.
 """
 

@@ -1,4 +1,4 @@
-"""Figures of the unit-test suite (experiments/unit_suite.py), drawn from ``<store>/synthetic/unit_suite.npz``.
+"""Figures of the unit-test suite (synthetic/unit_suite.py), drawn from ``<store>/synthetic/unit_suite.npz``.
 
 Heatmaps in the style of the 1-D suite (paper 2 Figs. 5-6): one small square per (optimizer, case);
 x = updates on a log2 scale (1, 2, 4, ...), y = the runs sorted at each checkpoint (best on top),
@@ -28,7 +28,7 @@ from matplotlib.colors import TwoSlopeNorm
 
 from analysis.common import label
 from analysis.heatmaps import DATA_W, DPI, column_colorbar, image_figure
-from experiments import unit_suite
+from synthetic import unit_suite
 
 CMAP = plt.get_cmap("RdBu")  # red = worse than the start, white = the start, blue = better
 CELL_H = 24  # pixels per square (runs are resampled to this height)

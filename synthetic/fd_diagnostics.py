@@ -1,7 +1,7 @@
 """Diagnostics of vSGD-fd (docs/vsgd_fd.md): the 1-D suite ablation and the M0 learning-rate breakdown.
 
-    python -m experiments.fd_diagnostics ablate '{"fd_sign=-1": {"fd_sign": -1}}' --n 1 10
-    python -m experiments.fd_diagnostics m0 --steps 3000 [--diagonal-oracle]
+    python -m synthetic.fd_diagnostics ablate '{"fd_sign=-1": {"fd_sign": -1}}' --n 1 10
+    python -m synthetic.fd_diagnostics m0 --steps 3000 [--diagonal-oracle]
 
 ``ablate``: each variant (hyper-parameter overrides of ``vsgd_fd``) on all 36 cases, 100 runs x 1024 updates,
 the suite's samples (``suite_1d.simulate(..., seed=1000 n)``); prints the number of cases whose median final
@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from experiments import suite_1d as s
+from synthetic import suite_1d as s
 from vsgd.fd import RULE
 
 

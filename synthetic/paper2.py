@@ -21,7 +21,7 @@ sample" (the y axis) = gain(n) / n divided by gain(1) of the optimal rate. It re
 quotes: 0.02 at n = 100 for low noise (sigma = 0.1, dense): log(1 + 100 / 0.01) / (100 log(1 + 1 / 0.01)) = 0.020.
 The paper does not say how the gain was averaged over sparsity patterns (E_m of the log, here) or the start distance.
 
-    python -m experiments.run experiment=paper2_figs        (or python -m experiments.paper2)
+    python -m experiments.run experiment=paper2_figs        (or python -m synthetic.paper2)
     python -m analysis.paper2_figs                           (figures/paper2_fig1.png, figures/paper2_fig2.png)
 """
 
@@ -87,7 +87,7 @@ def figure2(sigmas=(0.01, 0.1, 1.0, 10.0), p: float = 0.1, max_n: int = 1000, n_
 
 
 def run(cfg) -> dict:
-    """Hydra entry (``entry: experiments.paper2:run``): writes <store>/synthetic/paper2_figs.csv.
+    """Hydra entry (``entry: synthetic.paper2:run``): writes <store>/synthetic/paper2_figs.csv.
     Returns ``{"csv": path, "table": DataFrame}``."""
     from experiments import results
 

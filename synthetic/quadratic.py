@@ -14,7 +14,7 @@ Methods, all advanced in lock step over K runs (the ensemble axis) with the same
   * the oracle: eq. 5 per dimension, eta*_i = (theta_i - theta*_i)^2 / (h_i ((theta_i - theta*_i)^2 + sigma_i^2)),
     which knows h, sigma and theta*; and the global oracle of eq. 6.
 
-Entry points (``entry: experiments.quadratic:<fn>`` in conf/experiment/) write raw arrays to
+Entry points (``entry: synthetic.quadratic:<fn>`` in conf/experiment/) write raw arrays to
 ``<store>/synthetic/<experiment>.npz``; analysis/quadratic_figures.py draws them.
 """
 
@@ -366,7 +366,7 @@ def summary(arrays: Mapping[str, np.ndarray], vsgd: str = "vsgd", oracle: str = 
 
 
 def main() -> None:
-    """Print the acceptance numbers of the stored runs: python -m experiments.quadratic [STORE]."""
+    """Print the acceptance numbers of the stored runs: python -m synthetic.quadratic [STORE]."""
     import sys
 
     from experiments.results import DEFAULT_STORE

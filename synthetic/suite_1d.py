@@ -210,9 +210,9 @@ def _standin_vsgd_exact() -> Rule:
 
 def resolve_rule(name: str) -> tuple[Rule, bool]:
     """The registered rule when there is one, else the stand-in. Returns (rule, is_standin)."""
-    from vsgd.core import REGISTRY, _load_all
+    import baselines  # noqa: F401  (registers the paper's baselines)
+    from vsgd.core import REGISTRY
 
-    _load_all()
     real = {"vsgd_exact": "vsgd_l"}.get(name, name)  # vSGD (paper 1) on the exact curvature: the vsgd_l rule
     if real in REGISTRY:
         return REGISTRY[real], False
@@ -388,7 +388,7 @@ class _LabelSetting:
 
 
 def run(cfg) -> dict[str, Any]:
-    """Hydra entry (``entry: experiments.suite_1d:run``): run the suite, write npz + csv under <store>/synthetic.
+    """Hydra entry (``entry: synthetic.suite_1d:run``): run the suite, write npz + csv under <store>/synthetic.
 
     Returns ``{"npz": path, "csv": path, "summary": DataFrame}`` (not a DataFrame: experiments.run prints
     benchmark tables for those)."""
@@ -436,7 +436,7 @@ def final_table(df: pd.DataFrame, algorithm: str = "vsgd_fd") -> pd.DataFrame:
     return last.pivot_table(index=["function", "A", "sigma2"], columns="n", values="gain_median", sort=False)
 
 
-if __name__ == "__main__":  # python -m experiments.suite_1d [overrides]: the same as experiment=suite_1d
+if __name__ == "__main__":  # python -m synthetic.suite_1d [overrides]: the same as experiment=suite_1d
     import sys
 
     from hydra import compose, initialize_config_dir

@@ -38,7 +38,7 @@ A run whose iterate becomes non-finite has gain -inf from then on.
 or 10x worse than the start (final gain <= -1). The table gives, per optimizer, the fractions of cases.
 
     python -m experiments.run experiment=unit_suite                # writes <store>/synthetic/unit_suite.*
-    python -m experiments.unit_suite --steps 256 --runs 8           # the same without Hydra
+    python -m synthetic.unit_suite --steps 256 --runs 8           # the same without Hydra
 """
 
 from __future__ import annotations
@@ -308,10 +308,9 @@ def checkpoints(steps: int) -> list[int]:
 # -- running one optimizer ----------------------------------------------------------------------------
 def available_optimizers() -> list[tuple[str, str]]:
     """(kind, name) of every optimizer in the harness now: registered pure rules, then the PyPI ones."""
-    from experiments import torch_members
-    from vsgd.core import REGISTRY, _load_all
+    from experiments import torch_members  # importing experiments registers the paper's baselines
+    from vsgd.core import REGISTRY
 
-    _load_all()
     out = [("rule", n) for n in sorted(REGISTRY)]
     for n, o in torch_members.REGISTRY.items():
         try:
@@ -534,7 +533,9 @@ def load(path: Path) -> SuiteResult:
 
 
 def run(cfg) -> dict[str, Any]:
-    """Hydra entry (``conf/experiment/unit_suite.yaml``): run, save under <store>/synthetic/, draw the figures.
+    """Hydra entry (``conf/experiment/unit_suite.yaml``): run and save under <store>/synthetic/. The figures are
+    the analysis's (a layer above): ``python -m analysis`` (which ``./reproduce.sh unit_suite`` runs next) or
+    ``python -m analysis.unit_suite_figures`` draws them from the saved npz.
 
     Returns ``{"npz", "csv", "md": paths, "summary": DataFrame}`` (a dict, not a DataFrame, so that
     experiments.run does not print it as a table of benchmark rows; the summary is printed here)."""
@@ -549,10 +550,6 @@ def run(cfg) -> dict[str, Any]:
     store = Path(cfg.store) if cfg.get("store") else DEFAULT_STORE
     paths = save(res, store / "synthetic", improve_threshold=float(u.improve_threshold),
                  unstable_fraction=float(u.unstable_fraction))
-    if u.get("figures", True):
-        from analysis import unit_suite_figures
-
-        unit_suite_figures.draw_npz(paths["npz"], Path(u.get("figure_dir") or store / "synthetic" / "figures"))
     table = pd.read_csv(paths["csv"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return {**paths, "summary": table}

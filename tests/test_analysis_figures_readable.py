@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from analysis import common, figures, heatmaps, paper2_figs, tables, unit_suite_figures
-from experiments import results, unit_suite
+from experiments import results
+from synthetic import unit_suite
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GRIDS = FIXTURES / "grid"
@@ -168,7 +169,7 @@ def test_paper2_fig1_panels_from_dense_to_sparse(tmp_path, closed):
 
 
 def _suite_1d_result() -> dict:
-    from experiments import suite_1d
+    from synthetic import suite_1d
 
     rows = [(suite_1d._LabelSetting("sgd", "sgd(eta0=0.1, gamma=1)"), n) for n in (1, 10)]
     rows += [(suite_1d._LabelSetting("vsgd_exact", "vsgd_exact"), n) for n in (1, 10)]

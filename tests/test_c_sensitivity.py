@@ -1,5 +1,5 @@
 """Supp. Figs. 9-10 (sensitivity to C): the instability test, the critical C, the step-0 checkpoint, the XOR
-entry and the figure module on a tiny store (analysis/c_sensitivity.py, experiments/c_sensitivity.py)."""
+entry and the figure module on a tiny store (analysis/c_sensitivity.py, synthetic/c_sensitivity.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from analysis import c_sensitivity as cs
 from experiments import results
-from experiments.c_sensitivity import critical_c_xor, xor_dataset, xor_spec
+from synthetic.c_sensitivity import critical_c_xor, xor_dataset, xor_spec
 from experiments.mlp import EnsembleMLP, glorot_init
 from experiments.trainer import Member, train_ensemble
 from vsgd.core import get_rule

@@ -1,11 +1,11 @@
-"""Paper 2 Figs. 1-2 computations (experiments.paper2)."""
+"""Paper 2 Figs. 1-2 computations (synthetic.paper2)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from experiments import paper2
+from synthetic import paper2
 
 
 def test_reproduces_the_number_quoted_for_fig1():

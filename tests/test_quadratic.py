@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from experiments import quadratic as q
+from synthetic import quadratic as q
 
 
 def expected_loss_after_step(eta, theta, star, h, sigma2):

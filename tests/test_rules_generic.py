@@ -15,9 +15,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vsgd.core import REGISTRY, _load_all
+import baselines  # noqa: F401  (registers the paper's baselines beside vsgd's rules)
+from vsgd.core import REGISTRY
 
-_load_all()
 RULES = sorted(REGISTRY)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from baselines.sgd import RULE as SGD
-from experiments import suite_1d as s
+from synthetic import suite_1d as s
 
 DT = torch.float64
 
@@ -80,7 +80,7 @@ def test_experiment_config_runs_and_writes_npz_and_csv(tmp_path):
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=suite_1d", f"store={tmp_path}", "suite_1d.runs=3",
                                            "suite_1d.updates=8", "suite_1d.algorithms=[sgd,vsgd_fd]"])
-    assert cfg.entry == "experiments.suite_1d:run"
+    assert cfg.entry == "synthetic.suite_1d:run"
     df = s.run(cfg)["summary"]
     assert (tmp_path / "synthetic" / "suite_1d.npz").is_file() and (tmp_path / "synthetic" / "suite_1d.csv").is_file()
     assert set(df.algorithm) == {"sgd", "vsgd_fd"} and set(df.n) == {1, 10} and df.step.max() == 8

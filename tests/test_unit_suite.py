@@ -1,4 +1,4 @@
-"""The unit-test suite (experiments/unit_suite.py) and its figures: small, exact checks."""
+"""The unit-test suite (synthetic/unit_suite.py) and its figures: small, exact checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import unit_suite as us
+from synthetic import unit_suite as us
 
 
 def test_prototypes_are_minimised_where_claimed():
@@ -119,8 +119,8 @@ def test_hydra_entry_composes_and_writes_to_the_store(tmp_path):
         cfg = compose(config_name="config", overrides=[
             ("" if listed else "+") + "experiment=unit_suite", f"store={tmp_path}", "unit_suite.steps=4", "unit_suite.runs=2",
             "unit_suite.optimizers=[sgd]", "unit_suite.scales=[1.0]", "unit_suite.noises=[none]",
-            "unit_suite.multivariate=false", "unit_suite.figures=false"])
-    assert cfg.entry == "experiments.unit_suite:run"
+            "unit_suite.multivariate=false"])
+    assert cfg.entry == "synthetic.unit_suite:run"
     module, fn = cfg.entry.split(":")
     out = getattr(__import__(module, fromlist=[fn]), fn)(cfg)
     table = out["summary"]

@@ -40,6 +40,7 @@ Rules never modify their inputs in place; the caller applies the updates.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,15 +194,17 @@ def register(rule: Rule) -> Rule:
 
 
 def get_rule(name: str) -> Rule:
-    """Look a rule up by name, with one clear error for an unknown name."""
-    _load_all()
+    """Look a rule up by name, with one clear error for an unknown name.
+
+    The registry holds the rules of the packages imported so far: ``vsgd``'s own (vsgd_l, vsgd_b, vsgd_g,
+    vsgd_fd) always; the paper's baselines (sgd, adagrad, almeida, amari, smd) once ``baselines`` is imported,
+    which the reproduction harness (``experiments``) does. The library never imports the harness."""
+    import vsgd  # noqa: F401  (registers vsgd's own rules when only vsgd.core was imported)
+
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown optimizer {name!r}. Available: {', '.join(sorted(REGISTRY))}.") from None
-
-
-def _load_all() -> None:
-    # Importing the packages registers their rules.
-    import baselines  # noqa: F401
-    import vsgd  # noqa: F401
+        hint = ("" if "baselines" in sys.modules else " The paper's baselines (sgd, adagrad, almeida, amari, smd) register "
+                "when their package is imported: `import baselines` from the repository root, where the "
+                "reproduction harness lives (they are not part of the installed library).")
+        raise ValueError(f"Unknown optimizer {name!r}. Available: {', '.join(sorted(REGISTRY))}.{hint}") from None
