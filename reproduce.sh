@@ -68,7 +68,14 @@ setup() {
     python3 -m venv .venv
   fi
   .venv/bin/pip install --quiet --upgrade pip
+  # the library (vsgd, editable) and the harness's dependencies (the `harness` extra, inside `dev`)
   .venv/bin/pip install --quiet "${TORCH_PINS[@]}" -e '.[dev]'
+  # The harness (baselines, experiments, synthetic, analysis) is not installed (pyproject.toml): it is imported
+  # from the repository root, which this file puts on the venv's path, so that scripts run from anywhere
+  # (python benchmarks/x.py, examples/) find it too. Only this project venv gets it, never a user's environment.
+  local site
+  site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$ROOT" > "$site/vsgd_harness.pth"
   echo "[reproduce] environment ready: $ROOT/.venv/bin/python"
 }
 

@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 
 from analysis import c_sensitivity as cs
 from experiments import results
-from synthetic.c_sensitivity import critical_c_xor, xor_dataset, xor_spec
 from experiments.mlp import EnsembleMLP, glorot_init
 from experiments.trainer import Member, train_ensemble
+from synthetic.c_sensitivity import critical_c_xor, xor_dataset, xor_spec
 from vsgd.core import get_rule
 
 
