@@ -134,7 +134,7 @@ def draw_all(store: Path | None, out: Path) -> list[Path]:
 
     npz = Path(store or DEFAULT_STORE) / "synthetic" / "unit_suite.npz"
     res = unit_suite.load(npz)
-    return draw_result(res, out) + list(unit_suite.write_tables(res, Path(out).parent).values())
+    return draw_result(res, out) + list(unit_suite.write_tables(res, Path(out).parent, label=display_name).values())
 
 
 def draw_npz(npz: Path, out: Path) -> list[Path]:

@@ -506,15 +506,18 @@ def save(res: SuiteResult, folder: Path, name: str = "unit_suite", **summary_kw)
     return {"npz": npz, **write_tables(res, folder, name, **summary_kw)}
 
 
-def write_tables(res: SuiteResult, folder: Path, name: str = "unit_suite", **summary_kw) -> dict[str, Path]:
-    """The summary (``<name>_summary.{csv,md}``), per-case and per-prototype tables of ``res`` in ``folder``."""
+def write_tables(res: SuiteResult, folder: Path, name: str = "unit_suite", label: Callable[[str], str] | None = None,
+                 **summary_kw) -> dict[str, Path]:
+    """The summary (``<name>_summary.{csv,md}``), per-case and per-prototype tables of ``res`` in ``folder``;
+    ``label``: how the markdown names an optimizer (the analysis passes its display names; the CSVs keep the
+    registry names, the key other tables join on)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     table = summary(res, **summary_kw)
     csv = folder / f"{name}_summary.csv"
     table.to_csv(csv, index=False)
     md = folder / f"{name}_summary.md"
-    md.write_text(markdown(table))
+    md.write_text(markdown(table if label is None else table.assign(optimizer=table.optimizer.map(label))))
     cases = folder / f"{name}_cases.csv"
     case_outcomes(res, **summary_kw).to_csv(cases, index=False)
     protos = folder / f"{name}_by_prototype.csv"
