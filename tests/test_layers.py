@@ -61,3 +61,23 @@ def test_library_imports_nothing_but_torch_and_the_standard_library():
     bad = [f"{p.relative_to(ROOT)}:{line} imports {top}" for p in sorted((ROOT / "vsgd").rglob("*.py"))
            for line, top in imported_packages(p) if top not in allowed]
     assert bad == []
+
+
+def test_every_experiment_entry_names_a_function_of_the_harness():
+    """``experiments.run`` reaches the synthetic studies (and other entries) only through ``entry:`` strings,
+    so a move that forgets a config shows here, not in a run: each names a top-level function of a module
+    file of a harness layer (read, not imported)."""
+    import re
+
+    entries = {}
+    for cfg in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
+        m = re.search(r"^entry:\s*([\w.]+):(\w+)\s*$", cfg.read_text(), re.MULTILINE)
+        if m:
+            entries[cfg.name] = m.groups()
+    assert entries, "no conf/experiment/*.yaml has an entry: the check reads nothing"
+    for name, (module, fn) in entries.items():
+        assert module.split(".")[0] in LAYERS[1:], f"{name}: entry module {module} is not in the harness"
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert path.exists(), f"{name}: entry module {module} has no file {path.relative_to(ROOT)}"
+        tree = ast.parse(path.read_text())
+        assert fn in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, f"{name}: {module} has no {fn}()"
