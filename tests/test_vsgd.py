@@ -215,16 +215,17 @@ def test_state_dict_round_trip(mode):
     assert all(bool((r > 0).all()) for r in rates)
 
 
-def test_front_end_equals_the_rule_in_the_trainer_layout():
+@pytest.mark.parametrize("h_rel", [0.0, 1.0], ids=["paper", "front-end default floor"])
+def test_front_end_equals_the_rule_in_the_trainer_layout(h_rel):
     # VSGD on nn.Sequential (weights [out, in]) takes the same steps as the rule on EnsembleMLP ([in, out]).
     model = tiny_model(3)
     spec = MLPSpec((6, 5, 3), "cross_entropy", l2=0.0)
     params = [model[0].weight.detach().T.clone()[None], model[0].bias.detach().clone()[None],
               model[2].weight.detach().T.clone()[None], model[2].bias.detach().clone()[None]]
     rule = get_rule("vsgd_l")
-    hp = {k: torch.tensor([v], dtype=torch.float64) for k, v in rule.check_hp({"n0": 4, "c": 3.0}).items()}
+    hp = {k: torch.tensor([v], dtype=torch.float64) for k, v in rule.check_hp({"n0": 4, "c": 3.0, "h_rel": h_rel}).items()}
     state = rule.init(params, hp)
-    opt = VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy", n0=4, c=3.0)
+    opt = VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy", n0=4, c=3.0, h_rel=h_rel)
     data = tiny_dataset()
     for t in range(25):
         x, y = data.x_train[t : t + 1].double(), data.y_train[t : t + 1]
@@ -349,3 +350,29 @@ def test_optimizer_configs_match_the_rules(name):
     assert set(hp) == set(rule.hyperparams) - later
     assert all(rule.hyperparams[k].default == 0.0 for k in later)
     assert {k: float(v) for k, v in hp.items()} == {k: p.default for k, p in rule.hyperparams.items() if k not in later}
+
+
+def test_relative_curvature_floor_bounds_the_rate_of_a_flat_element():
+    # Issue 34: an element whose curvature is ~0 (a weight behind a dead ReLU unit, a constant input) gets
+    # eta = r / h -> 1e11 r from the paper's rule; h_rel = 1 takes its curvature at its tensor's mean instead.
+    # Elements at or above the mean, and the pooled variants (h+ >= mean), are unchanged.
+    h = torch.tensor([[1e-12, 1.0, 2.0, 3.0]], dtype=torch.float64)
+    grads = [torch.tensor([[1e-6, 0.5, -0.3, 0.2]], dtype=torch.float64)]
+    rates = {}
+    for name in ("vsgd_l", "vsgd_b", "vsgd_g"):
+        rule = get_rule(name)
+        for h_rel in (0.0, 1.0):
+            hp = {k: torch.tensor([v], dtype=torch.float64) for k, v in rule.check_hp({"n0": 2, "h_rel": h_rel}).items()}
+            params = [torch.zeros(1, 4, dtype=torch.float64)]
+            state = rule.init(params, hp)
+            for _ in range(5):
+                _, state = rule.update(grads, state, params, hp, {"curvature": [h]})
+            rates[name, h_rel] = rule.rates(state, hp, params)[0].expand(1, 4)
+    paper, floored = rates["vsgd_l", 0.0], rates["vsgd_l", 1.0]
+    assert paper[0, 0] > 1e9  # the paper's rule: a huge rate on the flat element
+    mean_h = float(h.mean())
+    torch.testing.assert_close(floored[0, 0], paper[0, 0] * 1e-12 / mean_h, rtol=1e-9, atol=0)
+    torch.testing.assert_close(floored[0, 1:][h[0, 1:] < mean_h], (paper[0, 1:] * h[0, 1:] / mean_h)[h[0, 1:] < mean_h])
+    assert torch.equal(floored[0, 2:], paper[0, 2:])  # h >= mean: unchanged
+    for name in ("vsgd_b", "vsgd_g"):
+        assert torch.equal(rates[name, 0.0], rates[name, 1.0])

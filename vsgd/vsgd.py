@@ -76,9 +76,9 @@ HYPERPARAMS = {
     "eps": HyperParam(1e-16, low=0.0, doc="added to the denominators l_bar and h+ (the curvature floor when h_min=0)"),
     "h_min": HyperParam(0.0, low=0.0, doc="optional curvature floor, eta = r / max(h+, h_min + eps) (Sec. 4.3)"),
     "h_rel": HyperParam(0.0, low=0.0, high=1.0,
-                        doc="relative curvature floor: h_bar_i >= h_rel x (largest h_bar of its parameter tensor), "
-                            "a bound 1/h_rel on the condition number of the diagonal curvature per tensor "
-                            "(Sec. 4.3); 0 = off (the paper)"),
+                        doc="relative curvature floor of vSGD-l: h_bar_i >= h_rel x (mean h_bar of its parameter "
+                            "tensor) in the rate (Sec. 4.3's floor, from the rule's own statistics); 0 = off (the "
+                            "paper); the VSGD front-end uses 1"),
     "h_var": HyperParam(0.0, low=0.0, high=1.0, choices=(0.0, 1.0),
                         doc="1 = curvature variability (paper 2 Sec. 5.2): h = E[h^2] / E[h] from a moving average of "
                             "squared curvatures, never below h_bar; 0 = h_bar (the paper)"),
@@ -181,9 +181,10 @@ def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False):
     gb2 = _pool_sum([g * g for g in g_bar], pooling)
     h_units = _pool_max(h_bar, pooling)
     if rel_floor and pooling == "element":
-        # Sec. 4.3's floor "to bound the condition number of the approximated Hessian", relative to the largest
-        # curvature of the same tensor (h+ of vSGD-b); pooled units use h+ itself, which is never below it
-        h_units = [torch.maximum(h, per_member(member_max(h) * hp["h_rel"], h)) for h in h_units]
+        # Sec. 4.3's lower bound on the curvature ("to avoid numerical instability"), taken from the rule's own
+        # statistics: no element counts as flatter than h_rel x the mean curvature of its tensor (the block that
+        # vSGD-b pools). Pooled units use h+ (the block's max), never below the mean.
+        h_units = [torch.maximum(h, per_member(member_sum(h) * (hp["h_rel"] / h[0].numel()), h)) for h in h_units]
     ratios, rates = [], []
     for s, l, hp_u, in zip(gb2, var_units, h_units):
         r = s / (l + _pm(hp["eps"], l))  # eq. 7 / eq. 8: ||g_bar||^2 / l_bar, l_bar ~ E[||grad||^2]
@@ -340,6 +341,10 @@ class VSGD(RuleOptimizer):
         n0: slow-start samples (an int >= 1; the paper uses 0.001 x #train).
         c: slow-start constant C; None = max(1, d/10), d counted over all param groups.
         tau0, c_scales_h, move_during_init, eps, h_min: see :mod:`vsgd.vsgd` and docs/vsgd.md.
+        h_rel: mode "l" only: no element's curvature is taken below h_rel x the mean curvature of its parameter
+            tensor (default 1.0; 0.0 = the paper's rule, which diverges on ReLU nets without L2: docs/vsgd.md,
+            "Robustness").
+        h_var: use paper 2's curvature variability E[h^2] / E[h] instead of h_bar (default False).
 
     Dtypes: float32 and float64 parameters keep state in their dtype; float16 and bfloat16 parameters
     keep float32 state (the update is added in the parameter's dtype). Sparse gradients are refused.
@@ -371,7 +376,7 @@ class VSGD(RuleOptimizer):
         move_during_init: bool = False,
         eps: float = 1e-16,
         h_min: float = 0.0,
-        h_rel: float = 0.0,
+        h_rel: float = 1.0,
         h_var: bool = False,
     ) -> None:
         if mode not in MODES:
