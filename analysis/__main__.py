@@ -3,7 +3,7 @@
     python -m analysis [--store PATH] [--out results] [--allow-fewer]
 
 Reads the store after syncing it with the committed records (results/records, for the default store).
-Writes results/table{1,2,3}.{md,tex,csv}, results/fidelity.{md,csv}, results/ranking.csv,
+Writes results/table{1,2,3}.{md,tex,csv}, results/table4.{md,tex,csv} (the workload family, analysis/table4.py), results/fidelity.{md,csv}, results/ranking.csv,
 results/wall_time.{md,csv}, results/devices.{md,csv} (cells run on two devices), results/coverage.md (with the committed records) and the figures
 (results/figures/*.png|pdf), then draws the figures of the other analysis modules when they exist
 (``analysis.quadratic_figures``, ``analysis.heatmaps``: their ``draw_all(store, out)`` or ``main(store, out)``;
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis import coverage, devices, fidelity, figures, tables, wall_time
+from analysis import coverage, devices, fidelity, figures, table4, tables, wall_time
 from analysis.common import PROJECT_ROOT, log
 
 # modules of other issues: draw_all(store, out) or main(store, out) -> list[Path] | None (see call_external)
@@ -124,6 +124,11 @@ def run(store: Path | None, out: Path, *, allow_fewer: bool = False) -> tuple[li
         log.error("%s", exc)
         written += exc.written
         failed.append("figures")
+    try:  # the second family (issue 34 s4): Table 4 and its figures from store/workloads (analysis/table4.py)
+        written += table4.write_all(store, out)
+    except Exception:  # noqa: BLE001 - a failing part must not cost the others; reported and exit 1
+        log.exception("table4 failed")
+        failed.append("table4")
     for name in EXTERNAL:
         try:
             mod = importlib.import_module(name)

@@ -190,7 +190,7 @@ def _jsonable(x: Any) -> Any:
 # -- what counts as a record: it parses, has the fields, and its config_hash is its content's -------------
 REQUIRED = ("benchmark", "optimizer", "seed", "config_hash", "train_error", "test_error")
 KEY_FIELDS = ("hp", "epochs", "data_md5", "dtype")  # with the benchmark's network: what config_hash covers
-NOT_BENCHMARKS = frozenset({"failed", "damaged", "synthetic", "partial"})  # store folders that hold no records
+NOT_BENCHMARKS = frozenset({"failed", "damaged", "synthetic", "partial", "workloads"})  # store folders that hold no records (workloads: Table 4's family, its own store)
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
