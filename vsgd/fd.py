@@ -68,6 +68,8 @@ n = 1 forms are used, which are exact for n = 1):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -99,6 +101,9 @@ def init(params, hp):
         "g_bar": zeros(), "v_bar": zeros(), "h_bar": zeros(), "v_fd_bar": zeros(),
         "tau": [torch.ones_like(p) for p in params], "p_nz": [torch.ones_like(p) for p in params],
         "eta": zeros(), "step": like.new_zeros(K), "seen": like.new_zeros(K),
+        # Python ints (all members see the same minibatches): once every member is past its bootstrap the step
+        # skips the bootstrap's arithmetic (its values were discarded by torch.where anyway)
+        "seen_all": 0, "n0_max": int(math.ceil(float(hp["n0"].max()))),
     }
 
 
@@ -128,6 +133,8 @@ def update(grads, state, params, hp, extras):
     direction, n_rate = (grads, None) if reweighted is None else reweighted
 
     seen, step = state["seen"], state["step"]
+    # some member may still bootstrap (always assumed for a state saved before "seen_all" existed)
+    boot_any = "seen_all" not in state or state["seen_all"] < state["n0_max"]
     first = seen == 0  # [K]: members whose very first minibatch this is
     in_boot = seen < hp["n0"]  # [K]: members still bootstrapping (no update)
 
@@ -160,20 +167,9 @@ def update(grads, state, params, hp, extras):
         frac_nz = nz[i] / n_f
 
         # bootstrap (Sec. 5.4): arithmetic means over the first n0 samples, weight n / (seen + n)
-        w = K1(n_f / (seen + n_f))
-        boot_stats = [x + w * (new - x) for x, new in
-                      ((gb, g), (vb, sq[i]), (hb, h_fd[i]), (vfb, h2_fd[i]), (p_nz, frac_nz))]
-        done_now = K1((seen + n_f >= hp["n0"]) & in_boot)  # slow start once the bootstrap is complete
-        C = K1(hp["slow_start"])
-        boot_stats[1] = torch.where(done_now, boot_stats[1] * C, boot_stats[1])
-        Ch = torch.where(K1(hp["slow_start_curvature"]) > 0, C, torch.ones_like(C))  # 1/h = h_bar / v_fd_bar -> / C
-        boot_stats[2] = torch.where(done_now, boot_stats[2] * Ch, boot_stats[2])
-        boot_stats[3] = torch.where(done_now, boot_stats[3] * Ch * Ch, boot_stats[3])
-        # Sec. 5.4 (tau at the first update: paper silent): k bootstrap minibatches hold an arithmetic mean over k;
-        # weight 1 / (k + 1) on the next minibatch continues that mean (tau = k would discard it when k = 1)
-        n_boot = torch.ceil(hp["n0"] / n_f)
-        tau_start = torch.where(hp["tau0"] > 0, hp["tau0"], n_boot + 1)
-        boot_tau = torch.where(done_now, K1(tau_start).expand_as(tau), tau)
+        if boot_any:
+            boot_stats, boot_tau = _bootstrap(gb, vb, hb, vfb, p_nz, tau, g, sq[i], h_fd[i], h2_fd[i], frac_nz, seen,
+                                              in_boot, hp, n_f, K1)
 
         # Sec. 5.3: outliers (2 sd of a minibatch mean) make the memory one sample longer
         sd_g = ((vb - gb * gb).clamp_min(0) / n_f).sqrt()
@@ -187,9 +183,12 @@ def update(grads, state, params, hp, extras):
         gb2, vb2, hb2, vfb2, p2 = main_stats
         main_tau = (1 - gb2 * gb2 / (vb2 + eps)) * tau_o + 1  # Alg. 1: tau <- (1 - g_bar^2 / v_bar) tau + 1  (eps (d))
 
-        new = [torch.where(boot, b, m_) for b, m_ in zip(boot_stats, main_stats)]
+        if boot_any:
+            new = [torch.where(boot, b, m_) for b, m_ in zip(boot_stats, main_stats)]
+            tau2 = torch.where(boot, boot_tau, main_tau)
+        else:
+            new, tau2 = main_stats, main_tau
         gb2, vb2, hb2, vfb2, p2 = new
-        tau2 = torch.where(boot, boot_tau, main_tau)
 
         # rates (eq. 3 / eq. 4) from the updated statistics
         n_eq = n_f if n_rate is None else K1(n_rate)
@@ -199,13 +198,33 @@ def update(grads, state, params, hp, extras):
         p_used = torch.where(sparse > 0, p2, torch.ones_like(p2))
         eta = _rate(gb2, vb2, hb2, vfb2, p_used, n_eq, m, eps)
 
-        updates.append(torch.where(boot, torch.zeros_like(g), -eta * direction[i]))
+        updates.append(torch.where(boot, torch.zeros_like(g), -eta * direction[i]) if boot_any else -eta * direction[i])
         for k, v in zip(("g_bar", "v_bar", "h_bar", "v_fd_bar", "tau", "p_nz", "eta"), (gb2, vb2, hb2, vfb2, tau2, p2, eta)):
             out[k].append(v)
 
     out["seen"] = seen + n_f
     out["step"] = step + (~in_boot).to(step.dtype)
+    if "seen_all" in state:
+        out["seen_all"], out["n0_max"] = state["seen_all"] + n, state["n0_max"]
     return updates, out
+
+
+def _bootstrap(gb, vb, hb, vfb, p_nz, tau, g, sq, h_fd, h2_fd, frac_nz, seen, in_boot, hp, n_f, K1):
+    """The statistics and tau of members still in the bootstrap (Sec. 5.4), and of those completing it now."""
+    w = K1(n_f / (seen + n_f))
+    boot_stats = [x + w * (new - x) for x, new in ((gb, g), (vb, sq), (hb, h_fd), (vfb, h2_fd), (p_nz, frac_nz))]
+    done_now = K1((seen + n_f >= hp["n0"]) & in_boot)  # slow start once the bootstrap is complete
+    C = K1(hp["slow_start"])
+    boot_stats[1] = torch.where(done_now, boot_stats[1] * C, boot_stats[1])
+    Ch = torch.where(K1(hp["slow_start_curvature"]) > 0, C, torch.ones_like(C))  # 1/h = h_bar / v_fd_bar -> / C
+    boot_stats[2] = torch.where(done_now, boot_stats[2] * Ch, boot_stats[2])
+    boot_stats[3] = torch.where(done_now, boot_stats[3] * Ch * Ch, boot_stats[3])
+    # Sec. 5.4 (tau at the first update: paper silent): k bootstrap minibatches hold an arithmetic mean over k;
+    # weight 1 / (k + 1) on the next minibatch continues that mean (tau = k would discard it when k = 1)
+    n_boot = torch.ceil(hp["n0"] / n_f)
+    tau_start = torch.where(hp["tau0"] > 0, hp["tau0"], n_boot + 1)
+    boot_tau = torch.where(done_now, K1(tau_start).expand_as(tau), tau)
+    return boot_stats, boot_tau
 
 
 def rates(state, hp, params):
