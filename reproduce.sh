@@ -10,19 +10,32 @@ cd "$ROOT"
 # Exact versions the project is tested with (the one place they are written; README and .ci/run call `setup`).
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 
+# Hours that results/wall_time.md projects (python -m analysis.wall_time writes it from the records' wall times and
+# the measured rates of benchmarks/roofline.csv), read here so that --help never quotes a number typed by hand.
+wall_hours() {  # wall_hours 'LABEL': the hours after "LABEL **" in results/wall_time.md, rounded, or "?"
+  local h
+  h="$(sed -n "s/.*$1 \*\*\([0-9.]*\) h\*\*.*/\1/p" "$ROOT/results/wall_time.md" 2>/dev/null | head -1)"
+  [[ -n "$h" ]] && printf '%.0f' "$h" || printf '?'
+}
+
 usage() {
-  cat <<'EOF'
+  local t1 t2 all
+  t1="$(wall_hours 'the grids above in full (projected):')"
+  t2="$(wall_hours 'the same cells at 10 seeds (projected):')"
+  all="$( [[ "$t1$t2" =~ \? ]] && echo '?' || echo $((t1 + t2)))"
+  sed -e "s/@T1@/~$t1 h/" -e "s/@T2@/~$t2 h/" -e "s/@ALL@/~$all h/" <<'EOF'
 Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=cuda seeds=2]
 
-Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected in
-results/wall_time.md from the runs' own wall times, 2026-11-24; device=cuda runs the same code: an H200 trained
-M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "On CUDA"):
+Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected: table1, table2 and
+all as results/wall_time.md projects them now, from the runs' own wall times and, for the grid members still to
+run, the rates the current code measured, benchmarks/roofline.csv; device=cuda runs the same code: an H200
+trained M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "On CUDA"):
   quick      M0 and C0 with every method, 1 epoch, 2 seeds, and the noisy quadratic; then the analysis,
              in a store and output folder of its own (store/quick, results/quick: the committed
              results/ and results/records/ are left as they are; STORE= and OUT= override)
              (the README's first command)      measured 2026-11-24: 2.5 min (+ about 3 min setup)
-  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: ~270 h
-  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: ~16 h
+  table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: @T1@
+  table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: @T2@
   table3     same runs as table2 (final test error instead of train)                     (= table2)
   fig2       the non-stationary quadratic of Fig. 2                                      measured: 15 s
   suite_1d   the 1-D test-function suite                                                 measured: 1 min
@@ -38,7 +51,7 @@ M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "O
              run saves itself every 10 min, run it again to go on   projected: ~10 h (322 member-updates/s
              measured 2026-12-05 beside 2 other jobs; 6 million updates per seed)
   figures    no runs: only the analysis (tables and figures from what the store holds)   measured: 30 s
-  all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: ~290 h
+  all        table1, table2, table3, fig2 and suite_1d, then the analysis                projected: @ALL@
   restore    re-run what results/records/ lacks of the committed tables (results/coverage.md lists
              it), cheapest first, JOBS=2 at once; then rewrite results/coverage.md. No analysis:
              `git add results/records results/coverage.md` keeps the runs   estimated in coverage.md

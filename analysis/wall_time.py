@@ -6,9 +6,13 @@ Each record's ``seconds`` is the wall time of its chunk (the members trained tog
 divided by the members in it, so a sum over records is the wall time those records took. Tables 2/3
 use the records `tables.table23_records` selects (the paper's Table 1 setting, or every seed of a
 tuning-free method). A cell with fewer seeds than the paper's 10 is projected to 10 at its measured
-mean per seed; a grid tried in part is projected to its full size x 2 seeds (``common.TUNING_SEEDS``) at
-its measured mean per member. Projections are labelled as such, and methods the paper ran that have no
-record at all are listed, not guessed. Writes ``results/wall_time.{md,csv}``.
+mean per seed. A grid tried in part is projected to its full size x 2 seeds (``common.TUNING_SEEDS``): the
+members still to run at the rate the current code measured for that rule and network at the runner's chunk
+size (``benchmarks/roofline.csv``: member-updates/s at ``runner_K``, by ``benchmarks/throughput.py``'s timing,
+on the quiet CPU), or, for a rule it did not measure, at the grid's own mean per member in the records; the
+records' mean alone is kept beside it (many of those runs are older code, and beside other jobs).
+Projections are labelled as such, and methods the paper ran that have no record at all are listed, not
+guessed. Writes ``results/wall_time.{md,csv}``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,18 @@ from analysis import common, devices, tables
 from analysis.common import label, log
 
 PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
+RATES = common.PROJECT_ROOT / "benchmarks" / "roofline.csv"  # measured member-updates/s of the current code
+
+
+def measured_rates(path: Path = RATES) -> dict[tuple[str, str], float]:
+    """{(benchmark, rule): member-updates/s} at the chunk size the runner picks on the CPU (``K == runner_K``),
+    from a throughput CSV; {} when the file is missing."""
+    if not Path(path).is_file():
+        log.warning(f"{path} not found: the Table 1 projection uses the records' own rates only")
+        return {}
+    t = pd.read_csv(path)
+    t = t[(t.K == t.runner_K) & (t.device == "cpu")]
+    return {(r.benchmark, r.rule): float(r.updates_per_s) for r in t.itertuples()}
 
 
 def _hours(seconds: float) -> str:
@@ -54,8 +70,13 @@ def table23_time(inp: tables.Inputs, t1: pd.DataFrame | None = None) -> pd.DataF
     return _ordered(pd.DataFrame(rows))
 
 
-def table1_time(inp: tables.Inputs) -> pd.DataFrame:
-    """One row per (benchmark, tuned method): grid members run, measured seconds, projection to the full grid."""
+def table1_time(inp: tables.Inputs, rates: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+    """One row per (benchmark, tuned method): grid members run, measured seconds, projection to the full grid.
+
+    ``seconds_full_grid_rates``: measured + the members still to run (``seconds_left``) at ``rates``
+    (:func:`measured_rates`; the records' mean per member for a rule it lacks); ``seconds_full_grid``: the
+    whole grid at the records' mean per member alone."""
+    rates = measured_rates() if rates is None else rates
     rows = []
     df = inp.df
     for (bench, method), g in df.groupby(["benchmark", "optimizer"], sort=False):
@@ -64,9 +85,18 @@ def table1_time(inp: tables.Inputs) -> pd.DataFrame:
         g = tables.tuning_records(g)  # the tuning runs: the first 2 seeds of each setting, as Table 1 scores them
         size = common.grid_size(inp.grids.get(method))
         per_member = float(g.seconds.mean())
+        measured = float(g.seconds.sum())
+        left = max(0, size * common.TUNING_SEEDS - len(g)) if size else 0
+        rate = rates.get((bench, method))
+        steps = float(g.steps.iloc[0]) if "steps" in g and g.steps.notna().any() else np.nan
+        from_rate = rate is not None and np.isfinite(steps)
+        rest = left * (steps / rate if from_rate else per_member)
         rows.append({"benchmark": bench, "method": method, "settings": int(g.setting.nunique()),
-                     "grid_size": size, "members": len(g), "seconds": float(g.seconds.sum()),
-                     "seconds_full_grid": per_member * size * common.TUNING_SEEDS if size else np.nan})
+                     "grid_size": size, "members": len(g), "seconds": measured,
+                     "members_left": left, "updates_per_s": rate if from_rate else np.nan,
+                     "seconds_left": rest if size else np.nan,
+                     "seconds_full_grid": per_member * size * common.TUNING_SEEDS if size else np.nan,
+                     "seconds_full_grid_rates": measured + rest if size else np.nan})
     return _ordered(pd.DataFrame(rows))
 
 
@@ -118,16 +148,26 @@ def markdown(t23: pd.DataFrame, t1: pd.DataFrame, missing: dict[str, list[str]])
         lines.append("")
     if len(t1):
         lines += ["## Table 1: the tuning grids (`./reproduce.sh table1`)", "",
-                  "| Benchmark | Method | settings run / grid | members | measured | full grid x 2 seeds (projected) |",
-                  "|---|---|---|---|---|---|"]
+                  ("*Left* is the members still to run, priced at *rate*: the member-updates/s the current code "
+                   "measured for that rule and network at the runner's chunk size (`benchmarks/roofline.csv`, "
+                   "one thread, quiet CPU); where it has no rate (–), at the grid's own mean per member in the "
+                   "records. The last column prices the whole grid at the records' mean alone (older code for "
+                   "most partial grids, and often beside another job)."), "",
+                  ("| Benchmark | Method | settings run / grid | members | measured | left | rate (/s) | "
+                   "full grid x 2 seeds (projected) | from the records alone |"),
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in t1.itertuples():
             size = "?" if pd.isna(r.grid_size) else int(r.grid_size)
+            rate = "–" if pd.isna(r.updates_per_s) else f"{r.updates_per_s:,.0f}"
             lines.append(f"| {r.benchmark} | {label(r.method)} | {r.settings} / {size} | {r.members} | "
-                         f"{_hours(r.seconds)} | {_hours(r.seconds_full_grid)} |")
+                         f"{_hours(r.seconds)} | {r.members_left} | {rate} | {_hours(r.seconds_full_grid_rates)} | "
+                         f"{_hours(r.seconds_full_grid)} |")
         lines += ["", (f"Measured: **{_hours(t1.seconds.sum())}**; the grids above in full (projected): "
-                  f"**{_hours(np.nansum(t1.seconds_full_grid))}**. The records at the paper's setting count in "
-                  "both tables (its first 2 seeds are tuning runs too). A grid run in full trains more members per "
-                  "chunk than the Table 2 runs a partial grid is projected from, so the projection errs high."), ""]
+                  f"**{_hours(np.nansum(t1.seconds_full_grid_rates))}**, of which {_hours(np.nansum(t1.seconds_left))} is "
+                  f"still to run ({_hours(np.nansum(t1.seconds_full_grid))} for the full grids at the "
+                  "records' own rates). The records at the paper's setting count in both tables (its first 2 seeds "
+                  "are tuning runs too). The rates are of one job alone on a quiet CPU: two jobs at once take "
+                  "longer each (docs/architecture.md, \"Two jobs at once\")."), ""]
     return "\n".join(lines)
 
 

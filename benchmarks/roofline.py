@@ -38,31 +38,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.throughput import bench_spec, ensemble_rate
-from experiments.mlp import MLPSpec, glorot_init
+from experiments.mlp import MLPSpec
 from experiments.run import CPU_CACHE_BYTES, auto_chunk_size
+from experiments.trainer import TENSOR_EXTRAS, state_elements
 from vsgd.core import Rule, get_rule
 
 ROOT = Path(__file__).resolve().parents[1]
-# extras that are parameter-sized tensors the rule reads (batch_size is a number; the optional minibatch
-# statistics of vsgd.fd_optim are never computed by the ensemble trainer)
-TENSOR_EXTRAS = ("curvature", "hvp", "grad_at", "sq_grad_mean", "nonzero_count")
-
-
-def state_elements(rule: Rule, spec: MLPSpec) -> int:
-    """Elements of one member's optimizer state (every tensor in ``rule.init``'s tree), at K = 1."""
-    params = glorot_init(spec, [0])
-    hp = rule.hp_tensors([{}], dtype=torch.float32, device="cpu")
-
-    def count(tree) -> int:
-        if isinstance(tree, torch.Tensor):
-            return tree.numel()
-        if isinstance(tree, dict):
-            return sum(count(v) for v in tree.values())
-        if isinstance(tree, (list, tuple)):
-            return sum(count(v) for v in tree)
-        return 0
-
-    return count(rule.init(params, hp))
 
 
 def update_bytes(rule: Rule, spec: MLPSpec, *, itemsize: int = 4) -> dict[str, int]:

@@ -34,8 +34,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import results
 from experiments.data import PROJECT_ROOT, DataError, load
-from experiments.mlp import FusedSGD, MLPSpec
-from experiments.trainer import Member, Snapshot, train_ensemble
+from experiments.mlp import EVAL_BATCH, FusedSGD, MLPSpec
+from experiments.trainer import TENSOR_EXTRAS, Member, Snapshot, state_elements, train_ensemble
 from vsgd import __version__ as code_version
 from vsgd.core import Rule, get_rule
 
@@ -148,15 +148,25 @@ def resolve_device(name: str) -> torch.device:
 
 
 CPU_CACHE_BYTES = 24e6  # keep a chunk's working set within this CPU's 32 MB L3 where the model allows
+GPU_MEMORY_FRACTION = 0.9  # of the device's free memory a chunk may fill (the rest: allocator slack, workspaces)
 
 
-def auto_chunk_size(spec: MLPSpec, fused: bool, dtype: torch.dtype, device: torch.device, n_members: int) -> int:
+def auto_chunk_size(spec: MLPSpec, fused: bool, dtype: torch.dtype, device: torch.device, n_members: int, *,
+                    rule: Rule | None = None, reserve_bytes: float = 0.0) -> int:
     """Members per chunk from the parameter and state sizes.
 
     On the CPU a step is bound by memory traffic: a chunk whose tensors stay in the last-level
     cache runs several times faster per member than one that streams from DRAM, so the chunk is
-    sized to the cache (at least one member). On CUDA it is sized to half the free memory.
+    sized to the cache (at least one member). On CUDA a chunk is as large as the free memory holds
+    (:func:`chunk_for_memory`, :func:`member_bytes` of the ``rule``; ``reserve_bytes``: what the chunk puts on
+    the device besides its members, the data): a whole grid in one chunk where it fits, so that each launch
+    does as much work as it can.
     """
+    if device.type == "cuda":
+        per_member = (member_bytes(spec, rule, dtype) if rule is not None
+                      else spec.n_params * 14 * torch.finfo(dtype).bits // 8)  # a torch.optim member: a bound
+        free, _ = torch.cuda.mem_get_info(device)
+        return chunk_for_memory(free, per_member, n_members, reserve_bytes=reserve_bytes)
     if fused:  # weights the fused step touches per step: 3 passes (in place: read, read-write; deferred:
         # read forward, read backward, the pending term), or 3 per window of ``rank`` steps for a first
         # layer computed a window ahead (FusedSGD). Measured best or within 2% (benchmarks/fused_defer.py).
@@ -166,12 +176,31 @@ def auto_chunk_size(spec: MLPSpec, fused: bool, dtype: torch.dtype, device: torc
     else:
         elements = spec.n_params * 14  # params, grads, extras, state, temps
     per_member = elements * torch.finfo(dtype).bits // 8
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        budget = free * 0.5
-    else:
-        budget = CPU_CACHE_BYTES
-    return max(1, min(n_members, int(budget // per_member)))
+    return max(1, min(n_members, int(CPU_CACHE_BYTES // per_member)))
+
+
+def member_bytes(spec: MLPSpec, rule: Rule, dtype: torch.dtype) -> int:
+    """Device memory one lock-step member of ``rule`` holds at most, in bytes: its parameters and the rule's
+    state (counted from ``rule.init``, as benchmarks/roofline.py counts them), the step's parameter-sized
+    temporaries (the gradient, each tensor extra the rule declares, the new state before it is stored into
+    the old), and the evaluation's activations (``EVAL_BATCH`` samples through the widest layer, three
+    arrays at a time: pre-activation, activation, log-probabilities)."""
+    P, S = spec.n_params, state_elements(rule, spec)
+    extras = sum(e in TENSOR_EXTRAS for e in rule.extras)
+    evaluation = 3 * EVAL_BATCH * max(spec.layers[1:])
+    return (P + S + P + extras * P + S + evaluation) * torch.finfo(dtype).bits // 8
+
+
+def chunk_for_memory(free_bytes: float, per_member: float, n_members: int, *, reserve_bytes: float = 0.0,
+                     fraction: float = GPU_MEMORY_FRACTION) -> int:
+    """Members per chunk on a device with ``free_bytes`` free, ``per_member`` bytes each: all ``n_members`` in
+    one chunk where ``fraction`` of the free memory less ``reserve_bytes`` holds them, else the fewest chunks
+    that fit, of equal size (no small last chunk), and at least one member a chunk."""
+    if per_member <= 0 or n_members < 1:
+        raise ValueError(f"chunk_for_memory: per_member={per_member} and n_members={n_members} must be positive.")
+    most = max(1, int((free_bytes * fraction - reserve_bytes) // per_member))
+    chunks = -(-n_members // most)
+    return -(-n_members // chunks)
 
 
 @dataclass
@@ -184,6 +213,7 @@ class Trainer:
     tunable: bool  # whether Table 1 tunes it
     fused: bool  # whether the step is the fused SGD step (drives the chunk size)
     snapshots: bool = False  # whether ``train`` takes ``snapshot=`` (the lock-step rules' trainer)
+    rule: Rule | None = None  # the lock-step rule (sizes the chunk on CUDA)
 
 
 def trainer_for(name: str, spec: MLPSpec, *, compile: bool = False) -> Trainer:
@@ -205,7 +235,7 @@ def trainer_for(name: str, spec: MLPSpec, *, compile: bool = False) -> Trainer:
         return train_ensemble(spec, rule, members, data, compile=compile, **kw)
 
     return Trainer(name, train_rule, rule.check_hp, tunable(rule), rule.scalar_rate is not None and not rule.extras,
-                   snapshots=True)
+                   snapshots=True, rule=rule)
 
 
 def compile_step(cfg: DictConfig) -> bool:
@@ -282,7 +312,9 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     if not todo:
         return hashes
 
-    chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(spec, trainer.fused, dtype, device, len(todo))
+    data_bytes = (data.x_train.numel() + data.x_test.numel()) * torch.finfo(dtype).bits // 8  # on the device too
+    chunk = int(cfg.chunk_size) if cfg.get("chunk_size") else auto_chunk_size(
+        spec, trainer.fused, dtype, device, len(todo), rule=trainer.rule, reserve_bytes=data_bytes)
     parts = saved_chunks(store, bench.name, name, todo) if cfg.get("snapshot_minutes") else []
     rest = [mh for mh in todo if not any(mh in p for p in parts)]
     parts += [rest[i : i + chunk] for i in range(0, len(rest), chunk)]

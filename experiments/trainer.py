@@ -130,6 +130,28 @@ def _map_tensors(tree: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     return tree
 
 
+def _leaves(tree: Any) -> list[Tensor]:
+    """Every tensor in a tree of dicts, lists and tuples."""
+    if isinstance(tree, Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (list, tuple)):
+        return [t for v in tree for t in _leaves(v)]
+    return []
+
+
+# extras that are parameter-sized tensors (batch_size is a number; the optional minibatch statistics of
+# vsgd.fd_optim are never computed by the ensemble trainer)
+TENSOR_EXTRAS = ("curvature", "hvp", "grad_at", "sq_grad_mean", "nonzero_count")
+
+
+def state_elements(rule: Rule, spec: MLPSpec) -> int:
+    """Elements of one member's optimizer state (every tensor in ``rule.init``'s tree), at K = 1."""
+    params = glorot_init(spec, [0])
+    return sum(t.numel() for t in _leaves(rule.init(params, rule.hp_tensors([{}], dtype=torch.float32, device="cpu"))))
+
+
 def _select(tree: Any, keep: Tensor) -> Any:
     """Index the leading (ensemble) axis of every tensor in a state tree."""
     if isinstance(tree, Tensor):
@@ -141,12 +163,21 @@ def _select(tree: Any, keep: Tensor) -> Any:
     return tree
 
 
-def compiled(fn: Callable) -> Callable:
+def compiled(fn: Callable, *, cuda_graphs: bool = False) -> Callable:
     """``torch.compile(fn)``, the project's one way to compile a training step (``compile: auto`` in
     experiments/run.py decides whether). One graph per (rule, ensemble size, slow-start phase), or per
-    optimizer instance in experiments.torch_members: allow many in one process (a sweep)."""
+    optimizer instance in experiments.torch_members: allow many in one process (a sweep).
+
+    ``cuda_graphs``: ``mode="reduce-overhead"``, inductor's CUDA graphs: the step's kernels are recorded once
+    and replayed with one launch, which removes the per-kernel launch and Python cost that bound the lock-step
+    step on an H200 (docs/architecture.md, "On CUDA"). A graph with a Python int among its inputs (vSGD's step
+    counter) would be recorded again for every value of it: such graphs run compiled without CUDA graphs
+    (``cudagraph_skip_dynamic_graphs``); the baselines count steps in tensors and are recorded once."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-    return torch.compile(fn)
+    if not cuda_graphs:
+        return torch.compile(fn)
+    torch._inductor.config.triton.cudagraph_skip_dynamic_graphs = True
+    return torch.compile(fn, mode="reduce-overhead")
 
 
 class Step:
@@ -160,11 +191,13 @@ class Step:
     the L2 decay apart from the weights between syncs).
     """
 
-    def __init__(self, model: EnsembleMLP, rule: Rule, *, compile: bool = False):
+    def __init__(self, model: EnsembleMLP, rule: Rule, *, compile: bool = False, cuda_graphs: bool = False):
         self.model, self.rule = model, rule
         self.need = set(rule.extras)
         self.fused = FusedSGD(model.spec) if rule.scalar_rate is not None and not self.need else None
-        self._generic = compiled(_generic_step) if compile and self.fused is None else _generic_step
+        self.graphs = cuda_graphs and compile and self.fused is None
+        self._generic = (compiled(_generic_step, cuda_graphs=self.graphs) if compile and self.fused is None
+                         else _generic_step)
 
     def __call__(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
                  ahead: Callable[[int], Tensor] | None = None):
@@ -173,15 +206,30 @@ class Step:
             rate, state = self.rule.scalar_rate(state, hp)
             self.fused(params, x, target, rate, ahead)
             return state
+        if self.graphs:
+            return self._graphed(params, state, hp, x, target)
         return self._generic(self.model, self.rule, params, state, hp, x, target, self.need)
+
+    def _graphed(self, params: list[Tensor], state, hp, x: Tensor, target: Tensor):
+        """The CUDA-graph step. The tensors that persist from step to step (parameters, rule state,
+        hyper-parameters) are marked static, so the recorded graph reads and writes them where they are, with
+        no copy in or out (new ones, after a member is dropped or a snapshot restored, are marked when they
+        come; the graph is then recorded again); only the sample (``x``, ``target``) is copied in. The step
+        returns the state as the same tensors (``_into``): an output left in the graph's own memory would be
+        overwritten by the next replay."""
+        for t in _leaves((params, state, hp)):
+            if getattr(t, "_dynamo_static_input_type", None) is None:
+                torch._dynamo.mark_static_address(t)
+        torch.compiler.cudagraph_mark_step_begin()
+        return _into(state, self._generic(self.model, self.rule, params, state, hp, x, target, self.need))
 
     def sync(self, params: list[Tensor]) -> None:
         if self.fused is not None:
             self.fused.sync(params)
 
 
-def make_step(model: EnsembleMLP, rule: Rule, *, compile: bool = False) -> Step:
-    return Step(model, rule, compile=compile)
+def make_step(model: EnsembleMLP, rule: Rule, *, compile: bool = False, cuda_graphs: bool = False) -> Step:
+    return Step(model, rule, compile=compile, cuda_graphs=cuda_graphs)
 
 
 def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, hp, x: Tensor, target: Tensor,
@@ -216,6 +264,10 @@ def _into(old: Any, new: Any) -> Any:
     the new state straight into the old buffers: no fresh state tensors a step, half the working set)."""
     if isinstance(new, Tensor):
         if isinstance(old, Tensor) and old.shape == new.shape and old.dtype == new.dtype and old is not new:
+            # outside a compiled graph (after a CUDA-graph step): an output that is a view of the old tensor,
+            # written in place by the graph, needs no copy
+            if not torch.compiler.is_compiling() and new.data_ptr() == old.data_ptr():
+                return old
             return old.copy_(new)
         return new
     if isinstance(new, dict) and isinstance(old, dict):
@@ -292,6 +344,9 @@ def lockstep(
 
     def record(at: int, last: bool) -> None:
         tr_err, tr_loss, te_err, te_loss, rates = evaluate(slice(None) if last else sub_tr, slice(None) if last else sub_te)
+        # one host read per quantity, not one per member (on CUDA each read waits for the device)
+        tr_err, tr_loss, te_err, te_loss = (v.tolist() if isinstance(v, Tensor) else v
+                                            for v in (tr_err, tr_loss, te_err, te_loss))
         for j, k in enumerate(rows):
             if k in dead:
                 continue
@@ -376,9 +431,12 @@ def train_ensemble(
     compile: bool = False,
     curve_start: bool = False,
     snapshot: Snapshot | None = None,
+    cuda_graphs: bool | None = None,
 ) -> list[MemberResult]:
     """Train ``members`` together for ``epochs`` and return one result per member (input order);
-    ``curve_start``: a checkpoint at step 0 too; ``snapshot``: save and resume the run (:func:`lockstep`)."""
+    ``curve_start``: a checkpoint at step 0 too; ``snapshot``: save and resume the run (:func:`lockstep`);
+    ``cuda_graphs``: replay the compiled step as a CUDA graph (:meth:`Step._graphed`); default: when compiled
+    on CUDA."""
     K = len(members)
     model = EnsembleMLP(spec)
     data = data.to(device, dtype)
@@ -392,7 +450,9 @@ def train_ensemble(
     }
     params = glorot_init(spec, [m.seed for m in members], dtype=dtype, device=device)
     state = rule.init(params, hp)
-    step_fn = make_step(model, rule, compile=compile)
+    if cuda_graphs is None:
+        cuda_graphs = torch.device(device).type == "cuda"
+    step_fn = make_step(model, rule, compile=compile, cuda_graphs=cuda_graphs)
 
     def step(x: Tensor, target: Tensor, dead: set[int], ahead: Callable[[int], Tensor]) -> tuple[()]:
         nonlocal state
