@@ -219,6 +219,22 @@ def make_optimizer(method: str, hp: Mapping[str, Any], model: nn.Module, wl: Map
     raise WorkloadError(f"unknown method {method!r} for the workload family; use one of {', '.join(METHODS)}.")
 
 
+def front_end(method: str, hp: Mapping[str, Any], wl: Mapping[str, Any], data: Data) -> dict[str, Any] | None:
+    """The optimizer's resolved constructor settings on this workload's model (``optimizer.defaults``: the
+    package's defaults with ``hp`` applied), or None when the front-end refuses the model. Part of the member
+    key, so that a library whose defaults change (a new ``VSGD`` default, say) gets new members, not old ones."""
+    model = build_model(wl, data)
+    try:
+        opt = make_optimizer(method, hp, model, wl)
+    except (TypeError, NotImplementedError):
+        return None
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in opt.defaults.items()
+           if isinstance(v, (bool, int, float, str, tuple, type(None)))}
+    if hasattr(opt, "close"):
+        opt.close()
+    return out
+
+
 def settings_for(method: str, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The hyper-parameter settings a method runs with: none (defaults) but SGD-momentum's grid."""
     if method == "sgdm":
@@ -346,26 +362,28 @@ def run(cfg: DictConfig):
         network = network_of(wl)
         for method in methods:
             members = [(hp, s) for hp in settings_for(method, cfg) for s in seeds]
-            keys = [results.member_key(wl["name"], network, epochs=epochs, optimizer=method, hp=hp, seed=s,
-                                       data_md5=data.checksum, dtype="float32") for hp, s in members]
-            todo = [(hp, s, results.config_hash(k)) for (hp, s), k in zip(members, keys)]
-            hashes += [h for _, _, h in todo]
-            todo = [t for t in todo if not results.finished(store, wl["name"], method, t[2], network)]
+            fronts = [front_end(method, hp, wl, data) for hp, _ in members]
+            if any(f is None for f in fronts):  # not a result: nothing is recorded, a later run trains it
+                print(f"[{wl['name']} {method}] skipped: the front-end refuses the model (see "
+                      f"experiments.workloads.make_optimizer)", flush=True)
+                continue
+            keys = [results.member_key(wl["name"], {**network, "front_end": f}, epochs=epochs, optimizer=method, hp=hp,
+                                       seed=s, data_md5=data.checksum, dtype="float32")
+                    for (hp, s), f in zip(members, fronts)]
+            todo = [(hp, s, results.config_hash(k), f) for (hp, s), k, f in zip(members, keys, fronts)]
+            hashes += [t[2] for t in todo]
+            todo = [t for t in todo if not results.finished(store, wl["name"], method, t[2], {**network, "front_end": t[3]})]
             print(f"[{wl['name']} {method}] {len(members)} members, {len(members) - len(todo)} already in {store}; "
                   f"{len(todo)} to train", flush=True)
-            for hp, seed, chash in todo:
-                try:
-                    out = train_member(wl, data, method, hp, seed, epochs)
-                except Unsupported as exc:  # not a result: nothing is recorded, a later run trains it
-                    print(f"[{wl['name']} {method}] skipped, the front-end refuses the model: {exc}", flush=True)
-                    break
+            for hp, seed, chash, front in todo:
+                out = train_member(wl, data, method, hp, seed, epochs)
                 rec = {"benchmark": wl["name"], "optimizer": method, "seed": seed, "hp": hp, "family": FAMILY,
                        "train_error": out.train_error, "test_error": out.test_error, "train_loss": out.train_loss,
                        "test_loss": out.test_loss, "diverged": out.diverged, "diverged_step": out.diverged_step,
                        "seconds": out.seconds, "steps": out.steps, "epochs": epochs, "device": "cpu",
                        "data_md5": data.checksum, "data_original": data.original, "data_note": data.note,
                        "config_hash": chash, "experiment": str(cfg.get("experiment_name") or "adhoc"),
-                       "dtype": "float32", "curve": out.curve,
+                       "dtype": "float32", "front_end": front, "curve": out.curve,
                        "threads": torch.get_num_threads()}
                 results.write_record(store, rec, replace=False)
                 if records is not None:

@@ -1,0 +1,98 @@
+"""Why vSGD loses where it loses in Table 4 (docs/table4.md): its learning rates against SGD-momentum's tuned step.
+
+    python benchmarks/table4_why.py --workloads mnist_cnn char_transformer --methods vsgd_fd vsgd_l \
+        --csv benchmarks/table4_why.csv
+
+Trains one member (seed 0) of each workload with each method exactly as the Table 4 runner does
+(experiments.workloads: the same data subset, model, minibatches, optimizer front-end at its defaults) and logs,
+at steps 1, 2, 5, 10, 20, 50, 100, ... and the last: the minibatch loss and the quantiles (10 %, 50 %, 90 %) of the
+per-element learning rates the optimizer uses (``learning_rates()``, for vSGD); ``sgdm`` rows give SGD-momentum's
+effective step lr / (1 - momentum) at the lr Table 4 picked (``--sgdm-lr``), for comparison. No timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments import workloads as W  # noqa: E402
+from vsgd import PerSampleClosure  # noqa: E402
+
+
+def log_steps(total: int) -> list[int]:
+    out, k = set(), 1
+    while k <= total:
+        out |= {k, 2 * k, 5 * k}
+        k *= 10
+    return sorted({s for s in out if s <= total} | {total})
+
+
+def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None) -> list[dict]:
+    wl = W.workload_config(name)
+    data = W.build_data(wl)
+    torch.manual_seed(0)
+    model = W.build_model(wl, data)
+    hp = {"lr": sgdm_lr, "momentum": 0.9} if method == "sgdm" else {}
+    opt = W.make_optimizer(method, hp, model, wl)
+    gen = torch.Generator().manual_seed(7919)
+    n, B = len(data.x_train), int(wl["batch_size"])
+    steps = round(n // B * float(epochs if epochs is not None else wl["epochs"]))
+    marks = set(log_steps(steps))
+    rows, perm, pos = [], torch.randperm(n, generator=gen), 0
+    for step in range(1, steps + 1):
+        if pos + B > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        idx = perm[pos : pos + B]
+        pos += B
+        loss = float(opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx])).detach())
+        if step in marks:
+            if method == "sgdm":
+                q = [sgdm_lr / (1 - 0.9)] * 3
+            else:
+                r = torch.cat([t.reshape(-1).float() for t in opt.learning_rates()])
+                q = torch.quantile(r[torch.randperm(len(r))[:100_000]], torch.tensor([0.1, 0.5, 0.9])).tolist()
+            rows.append({"workload": name, "method": method, "step": step, "loss": loss, "rate_p10": q[0],
+                         "rate_p50": q[1], "rate_p90": q[2]})
+    if hasattr(opt, "close"):
+        opt.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", nargs="+", default=["mnist_cnn", "char_transformer"])
+    ap.add_argument("--methods", nargs="+", default=["vsgd_fd", "sgdm"])
+    ap.add_argument("--sgdm-lr", type=float, default=0.03, help="SGD-momentum's lr (Table 4's pick)")
+    ap.add_argument("--epochs", type=float, default=None, help="default: the workload's budget")
+    ap.add_argument("--csv", type=Path, default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = []
+    for name in a.workloads:
+        for m in a.methods:
+            try:
+                got = trace(name, m, a.sgdm_lr, a.epochs)
+            except (TypeError, W.Unsupported) as exc:
+                print(f"{name} {m}: skipped ({exc})")
+                continue
+            for r in got:
+                print(f"{name:16s} {m:8s} step {r['step']:5d} loss {r['loss']:9.4g} rate p10/p50/p90 "
+                      f"{r['rate_p10']:.3g} / {r['rate_p50']:.3g} / {r['rate_p90']:.3g}", flush=True)
+            rows += got
+    if a.csv and rows:
+        with open(a.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
