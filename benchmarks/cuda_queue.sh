@@ -5,7 +5,7 @@
 #
 #   benchmarks/cuda_queue.sh --carry                                           # here: build .devcarry
 #   python -m analysis.coverage --commands --to-target | grep m2 > queue.txt   # here
-#   benchmarks/cuda_queue.sh queue.txt                                         # there (carry .devcarry)
+#   benchmarks/cuda_queue.sh --deadline-s 540 queue.txt                        # there (carry .devcarry)
 #
 # --carry: copies the pure-Python packages the runner needs and the GPU image lacks from .venv into
 # .devcarry/site, gzips MNIST (and CIFAR-10 batch1 with CARRY_CIFAR=1) from the data root (DATA_ROOT,
@@ -13,17 +13,29 @@
 # and has git ignore .devcarry (.git/info/exclude). Never commit it.
 #
 # QUEUE_FILE: one job a line, "python -m experiments.run OVERRIDES..." (what analysis.coverage prints;
-# the prefix is optional; split a cell into jobs with seed_offset=S seeds=N), run in order; a job left
-# with under 30 s before the deadline is skipped, and a running job is stopped at the deadline (its
-# unfinished chunk is lost; finished members are already in the store and results/records). A job whose
-# chunk fails (exit 3: a compile or CUDA error) is run once more with compile=false.
+# the prefix is optional; a grid slice is any job: benchmark=m2 optimizer=smd grid=smd seeds=2 chunk_size=K),
+# run in order; a job left with under MIN_LEFT_S before the deadline is skipped. At GRACE_S before the
+# deadline every running job gets SIGTERM: the runner stops its chunk at the next divergence check (at most
+# 1000 steps), saves the chunk's snapshot there when SNAPSHOT_MINUTES is set (the same command resumes it,
+# bit-identically, on the same machine), and exits with status 5; a job still running at the deadline is
+# killed. Nothing finished is lost: each finished member is in the store (atomically) when its chunk ends, and
+# the last step copies the store into results/records. A job whose chunk fails (exit 3: a compile or CUDA
+# error) is run once more with compile=false.
+#
+# On a fresh GPU machine, one command (the .venv need not exist: any python3 with torch will do, with the
+# harness's pure-Python packages from .devcarry/site):
+#   benchmarks/cuda_queue.sh --deadline-s 540 queue.txt      (device tool: carry [".devcarry"])
 #
 # Environment:
-#   DEADLINE_S (520)  seconds from the start until every job must have ended
+#   DEADLINE_S (520)  seconds from the start until every job must have ended (or --deadline-s N)
+#   GRACE_S (60)      seconds between the SIGTERM and the deadline (a large chunk needs its 1000 steps)
+#   MIN_LEFT_S (30)   a job is started only with this much time left before its SIGTERM
+#   SNAPSHOT_MINUTES  when set: the runner's snapshot_minutes= (a stopped chunk resumes on this machine)
 #   P (7)             jobs at once (one Python process each, one GPU shared by all)
 #   DEVICE (cuda)     the runner's device=; DEVICE=cpu EXTRA=epochs=0.02 dry-runs the plumbing here
 #   EXTRA ("")        more overrides for every job
-#   PY (python3)      the interpreter; OUT: where the tarball of logs and records goes ($OUT or /tmp/cuda_queue)
+#   PY                the interpreter (default: .venv/bin/python if it has torch, else python3); OUT: where
+#                     the tarball of logs and records goes ($OUT or /tmp/cuda_queue)
 #   CARRY (.devcarry) a folder with site/ (pure-Python packages, put on PYTHONPATH) and data/ (the data
 #                     root; *.gz files in it are unpacked first), when the machine lacks them
 set -uo pipefail
@@ -49,10 +61,17 @@ if [[ "${1:-}" == --carry ]]; then
   du -sh "$CARRY"
   exit 0
 fi
-[[ $# -eq 1 && -f "$1" ]] || { echo "usage: benchmarks/cuda_queue.sh QUEUE_FILE | --carry (see the header)" >&2; exit 2; }
+if [[ "${1:-}" == --deadline-s ]]; then DEADLINE_S="${2:?--deadline-s needs seconds}"; shift 2; fi
+[[ $# -eq 1 && -f "$1" ]] || { echo "usage: benchmarks/cuda_queue.sh [--deadline-s N] QUEUE_FILE | --carry (see the header)" >&2; exit 2; }
 QUEUE="$(realpath "$1")"
 export DEADLINE_EPOCH=$(( $(date +%s) + ${DEADLINE_S:-520} ))
-export DEVICE="${DEVICE:-cuda}" EXTRA="${EXTRA:-}" PY="${PY:-python3}" WANDB_MODE=disabled PYTHONUNBUFFERED=1
+export STOP_EPOCH=$(( DEADLINE_EPOCH - ${GRACE_S:-60} )) MIN_LEFT_S="${MIN_LEFT_S:-30}" GRACE_S="${GRACE_S:-60}"
+if [[ -z "${PY:-}" ]]; then
+  PY=python3
+  [[ -x .venv/bin/python ]] && .venv/bin/python -c 'import torch' 2>/dev/null && PY=.venv/bin/python
+fi
+export DEVICE="${DEVICE:-cuda}" EXTRA="${EXTRA:-}" PY WANDB_MODE=disabled PYTHONUNBUFFERED=1
+[[ -n "${SNAPSHOT_MINUTES:-}" ]] && EXTRA="$EXTRA snapshot_minutes=$SNAPSHOT_MINUTES"
 OUT="${OUT:-/tmp/cuda_queue}"; mkdir -p "$OUT"
 WORK="$(mktemp -d)"; export LOGS="$WORK/logs"; mkdir -p "$LOGS"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -70,21 +89,27 @@ command -v nvidia-smi >/dev/null && { nvidia-smi --query-gpu=name,utilization.gp
 run_one() {  # run_one OVERRIDES... (one queue line without its "python -m experiments.run")
   local name left rc
   name="$(printf '%s\n' "$@" | sed -n 's/^\(benchmark\|optimizer\|seed_offset\)=//p' | paste -sd-)"
-  left=$(( DEADLINE_EPOCH - $(date +%s) ))
-  if (( left < 30 )); then echo "[queue] skip $*: ${left}s left"; return 0; fi
+  left=$(( STOP_EPOCH - $(date +%s) ))
+  if (( left < MIN_LEFT_S )); then echo "[queue] skip $*: ${left}s left"; return 0; fi
   echo "[queue] $(date -u +%H:%M:%S) start $* (${left}s left)"
+  # SIGTERM at STOP_EPOCH (the runner stops at its next check, saving its chunk), SIGKILL GRACE_S later
   # shellcheck disable=SC2086
-  timeout -k 5 "$left" "$PY" -m experiments.run "$@" "device=$DEVICE" progress=false $DATA_ARG $EXTRA >> "$LOGS/$name.log" 2>&1
+  timeout --preserve-status -s TERM -k "$GRACE_S" "$left" "$PY" -m experiments.run "$@" "device=$DEVICE" progress=false $DATA_ARG $EXTRA \
+    >> "$LOGS/$name.log" 2>&1
   rc=$?
   if (( rc == 3 )); then
-    left=$(( DEADLINE_EPOCH - $(date +%s) ))
+    left=$(( STOP_EPOCH - $(date +%s) ))
     echo "[queue] $name: a chunk failed; again with compile=false (${left}s left)"
     # shellcheck disable=SC2086
-    (( left >= 30 )) && timeout -k 5 "$left" "$PY" -m experiments.run "$@" "device=$DEVICE" progress=false \
-      compile=false retry_failed=true $DATA_ARG $EXTRA >> "$LOGS/$name.log" 2>&1
+    (( left >= MIN_LEFT_S )) && timeout --preserve-status -s TERM -k "$GRACE_S" "$left" "$PY" -m experiments.run "$@" "device=$DEVICE" \
+      progress=false compile=false retry_failed=true $DATA_ARG $EXTRA >> "$LOGS/$name.log" 2>&1
     rc=$?
   fi
-  echo "[queue] $(date -u +%H:%M:%S) end $name: exit $rc"
+  case $rc in
+    5) echo "[queue] $(date -u +%H:%M:%S) end $name: stopped at the deadline (exit 5; finished members kept)" ;;
+    124|137) echo "[queue] $(date -u +%H:%M:%S) end $name: killed at the deadline (exit $rc; finished members kept)" ;;
+    *) echo "[queue] $(date -u +%H:%M:%S) end $name: exit $rc" ;;
+  esac
 }
 export -f run_one
 
@@ -93,11 +118,12 @@ grep -v '^\s*\(#\|$\)' "$QUEUE" | sed 's/^ *python[0-9.]* -m experiments\.run //
 echo "[queue] per job: what the runner measured"
 for f in "$LOGS"/*.log; do
   echo "== $(basename "$f" .log)"
-  grep -E "to train on|measured|chunk [0-9]+/|done in|FAILED|Error|error" "$f" | tail -8
+  grep -E "to train on|measured|chunk [0-9]+/|done in|FAILED|stopped|Error|error" "$f" | tail -8
 done
 kill %1 2>/dev/null
 # jobs of one cell (seed_offset=...) rewrite the same records file and can drop each other's lines there,
-# never from the store: one last sync puts every finished member into results/records
-"$PY" -m experiments.results
+# never from the store: one last sync puts every finished member into results/records (the project's own
+# store only: a queue run with store=PATH in EXTRA keeps its records to itself)
+[[ " $EXTRA " == *" store="* ]] || "$PY" -m experiments.results
 tar czf "$OUT/cuda_queue.tgz" -C "$WORK" logs -C "$PWD" results/records $( [[ -d store/failed ]] && echo store/failed )
 echo "[queue] wrote $OUT/cuda_queue.tgz"

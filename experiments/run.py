@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import results
 from experiments.data import PROJECT_ROOT, DataError, load
 from experiments.mlp import EVAL_BATCH, FusedSGD, MLPSpec
-from experiments.trainer import TENSOR_EXTRAS, Member, Snapshot, state_elements, train_ensemble
+from experiments.trainer import STOP, TENSOR_EXTRAS, Member, Snapshot, Stopped, state_elements, train_ensemble
 from vsgd import __version__ as code_version
 from vsgd.core import Rule, get_rule
 
@@ -351,6 +351,11 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
                                 progress=progress,  # curve_at_start: Supp. Fig. 9 (a point at step 0)
                                 **({"curve_start": True} if cfg.get("curve_at_start") else {}),
                                 **({"snapshot": snapshot} if snapshot is not None else {}))
+        except Stopped as exc:  # SIGTERM (a deadline): the chunks before are in the store; this one saved or lost
+            _write(bar, f"[{bench.name} {name}] chunk {c + 1}/{n_chunks} {exc}"
+                        + ("; the same command resumes it." if snapshot is not None else
+                           "; its members are trained again by the same command (snapshot_minutes=N saves it)."))
+            raise
         except (RuntimeError, MemoryError) as exc:  # out of memory, a CUDA error...: record, report, move on
             for m, chash in part:
                 results.write_failure(store, bench.name, name, chash,
@@ -595,11 +600,31 @@ def apply_cli_selection(cfg: DictConfig) -> None:
             OmegaConf.update(cfg, key, chosen, force_add=True)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (``timeout``'s deadline, benchmarks/cuda_queue.sh) stops the running chunk at its next divergence
+    check (at most ``CHECK_EVERY`` steps), after it saves its snapshot (``snapshot_minutes=N``); the members
+    finished before are in the store already. Exit status 5. A second SIGTERM ends the process at once."""
+    import signal
+
+    def handler(signum, frame):
+        if STOP.is_set():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        STOP.set()
+        print("[run] SIGTERM: stopping at the next divergence check.", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    stop_on_sigterm()
     try:
         apply_cli_selection(cfg)
         out = run(cfg)
+    except Stopped:
+        print("error: stopped by SIGTERM; run the same command again to go on.", file=sys.stderr)
+        sys.exit(5)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

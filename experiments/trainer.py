@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ from experiments.mlp import EnsembleMLP, FusedSGD, MLPSpec, glorot_init
 from vsgd.core import Rule
 
 CHECK_EVERY = 1000  # steps between divergence checks (the recorded step is the check that found it)
+# Set (by the runner's SIGTERM handler: a deadline) to stop every running chunk at its next divergence check,
+# after it saves its snapshot there; at a check the run is synced, so the resumed run is bit-identical.
+STOP = threading.Event()
+
+
+class Stopped(Exception):
+    """A chunk stopped at a divergence check because ``STOP`` was set (its snapshot, if any, saved there)."""
 ORDER_SEED_OFFSET = 7919  # member k's sample order is drawn from a generator seeded with seed_k + 7919
 
 
@@ -377,6 +385,11 @@ def lockstep(
         snapshot.restore(saved["trainer"])
     elif curve_start:
         record(0, last=False)
+    def save() -> None:
+        snapshot.save({"members": ident, "total_steps": total_steps, "t": t, "rows": rows, "dead": sorted(dead),
+                       "curves": curves, "final": final, "perm": perm, "order_gens": [g.get_state() for g in order_gens],
+                       "seconds": before + time.perf_counter() - start, "trainer": snapshot.capture()})
+
     last_save = time.perf_counter()
     while t < total_steps:
         if t % N == 0:  # a new epoch: every member draws its own order
@@ -406,10 +419,13 @@ def lockstep(
             record(t, last=t == total_steps)
             if (snapshot is not None and t < total_steps and len(dead) < K
                     and time.perf_counter() - last_save >= snapshot.every_s):
-                snapshot.save({"members": ident, "total_steps": total_steps, "t": t, "rows": rows, "dead": sorted(dead),
-                               "curves": curves, "final": final, "perm": perm, "order_gens": [g.get_state() for g in order_gens],
-                               "seconds": before + time.perf_counter() - start, "trainer": snapshot.capture()})
+                save()
                 last_save = time.perf_counter()
+        if STOP.is_set() and t % CHECK_EVERY == 0 and t < total_steps:
+            if snapshot is not None and len(dead) < K:
+                save()
+            raise Stopped(f"stopped at step {t:,} of {total_steps:,}"
+                          + (f", saved to {snapshot.path}" if snapshot is not None and len(dead) < K else ""))
         if progress is not None and t % 1000 == 0:
             progress(1000 * (K - len(dead)))
 
