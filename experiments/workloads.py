@@ -299,7 +299,15 @@ def train_member(wl: Mapping[str, Any], data: Data, method: str, hp: Mapping[str
         idx = perm[pos : pos + B]
         pos += B
         # the usual closure (zero grads, mean loss, backward); vSGD-fd also takes its per-sample gradients from it
-        loss = opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx]))
+        try:
+            loss = opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx]))
+        except (AssertionError, RuntimeError, ValueError, ZeroDivisionError):
+            # an optimizer that raises on non-finite values (DoG asserts G > 0) has diverged; on finite ones
+            # the error is the code's, and it propagates (the runner records the member as failed)
+            if all(bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all()))
+                   for p in model.parameters()):
+                raise
+            loss = None
         if loss is None or not math.isfinite(float(loss.detach())) or (step in checks and not all(
                 bool(torch.isfinite(p).all()) for p in model.parameters())):
             diverged_step = step
@@ -376,7 +384,14 @@ def run(cfg: DictConfig):
             print(f"[{wl['name']} {method}] {len(members)} members, {len(members) - len(todo)} already in {store}; "
                   f"{len(todo)} to train", flush=True)
             for hp, seed, chash, front in todo:
-                out = train_member(wl, data, method, hp, seed, epochs)
+                try:
+                    out = train_member(wl, data, method, hp, seed, epochs)
+                except (RuntimeError, ValueError, AssertionError, ZeroDivisionError) as exc:  # not a result
+                    results.write_failure(store, wl["name"], method, chash, {"error": f"{type(exc).__name__}: {exc}",
+                                                                              "seed": seed, "hp": hp})
+                    print(f"[{wl['name']} {method}] seed {seed} FAILED ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]}); recorded under {store / 'failed'}, moving on", flush=True)
+                    continue
                 rec = {"benchmark": wl["name"], "optimizer": method, "seed": seed, "hp": hp, "family": FAMILY,
                        "train_error": out.train_error, "test_error": out.test_error, "train_loss": out.train_loss,
                        "test_loss": out.test_loss, "diverged": out.diverged, "diverged_step": out.diverged_step,
