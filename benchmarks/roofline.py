@@ -110,7 +110,7 @@ def main() -> None:
         rule = get_rule(rule_name)
         parts = update_bytes(rule, spec)
         fused = rule.scalar_rate is not None and not rule.extras
-        runner_k = auto_chunk_size(spec, fused, torch.float32, torch.device(args.device), 10_000)
+        runner_k = auto_chunk_size(spec, fused, torch.float32, torch.device(args.device), 10_000, rule=rule)
         ks = sorted(set(args.ks) | ({runner_k} if args.runner_k else set()))
         for K in ks:
             rate = ensemble_rate(spec, rule_name, K, args.seconds, device=args.device)

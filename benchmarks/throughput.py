@@ -87,7 +87,8 @@ def ensemble_stepper(spec: MLPSpec, rule_name: str, K: int, compile: bool = True
     params = glorot_init(spec, list(range(K)), device=device)
     hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device=device)
     state = [rule.init(params, hp)]
-    step = make_step(model, rule, compile=compile)  # as the runner's compile: auto (plain SGD is never compiled)
+    # as the runner's compile: auto (plain SGD is never compiled), with CUDA graphs on CUDA as the trainer does
+    step = make_step(model, rule, compile=compile, cuda_graphs=device.startswith("cuda"))
     sample = lockstep_samples(spec, K, device=device)
 
     def one():

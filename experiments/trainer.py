@@ -204,6 +204,8 @@ class Step:
         self.need = set(rule.extras)
         self.fused = FusedSGD(model.spec) if rule.scalar_rate is not None and not self.need else None
         self.graphs = cuda_graphs and compile and self.fused is None
+        if self.graphs:  # graphs of static shapes: a chunk of another K (or network) would make K a symbolic
+            torch._dynamo.reset()  # size, and such graphs are not recorded (see compiled); each chunk compiles anew
         self._generic = (compiled(_generic_step, cuda_graphs=self.graphs) if compile and self.fused is None
                          else _generic_step)
 

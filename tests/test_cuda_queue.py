@@ -6,6 +6,7 @@ The queue is dry-run here on the CPU (DEVICE=cpu), in a store of its own, as it 
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_queue_dry_run_stops_at_the_deadline_and_keeps_what_finished(tmp_path):
            "PY": str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else "python3",
            "PYTHONPATH": str(ROOT)}
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "cuda_queue.sh"), str(queue)], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=150)
+                         capture_output=True, text=True, timeout=150, check=False)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log
     assert "end m0-adagrad: exit 0" in log, log
@@ -77,3 +78,22 @@ def test_queue_dry_run_stops_at_the_deadline_and_keeps_what_finished(tmp_path):
     saved = list((store / "partial" / "M2" / "adagrad").glob("*.pt"))
     assert len(saved) == 1 and torch.load(saved[0], weights_only=True)["t"] % 1000 == 0
     assert (tmp_path / "out" / "cuda_queue.tgz").is_file()
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "MNIST").is_dir(), reason="needs the MNIST files")
+def test_gpu_check_dry_run(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: the roofline (tiny: M0, two rules), then a grid queue whose chunk size
+    comes from the measured rates, in a store of its own; every file it promises is written."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=280, check=False)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log
+    with open(tmp_path / "roofline_cuda.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["rule"], r["K"]) for r in rows} >= {("sgd", "1"), ("adagrad", "1"), ("adagrad", "2")}
+    queue = (tmp_path / "queue.txt").read_text()
+    k = int(queue.split("chunk_size=")[1].split()[0])
+    assert "benchmark=m0 optimizer=adagrad grid=adagrad seeds=2" in queue and k >= 1
+    assert list((tmp_path / "store" / "M0" / "adagrad").glob("*.json")), log  # members trained and stored
+    assert (tmp_path / "cuda_queue.tgz").is_file() and (tmp_path / "roofline_cuda.png").is_file()

@@ -33,7 +33,7 @@ def _on_meta(rule, warm_done: bool = False):
     state = rule.init(params, hp)
     if warm_done and isinstance(state, dict) and "n0_max" in state:
         state["step"] = state["n0_max"] + 1
-    meta = lambda tree: _map_tensors(tree, lambda t: t.to("meta"))  # noqa: E731
+    meta = lambda tree: _map_tensors(tree, lambda t: t.to("meta"))
     x = torch.empty(K, SPEC.layers[0], device="meta")
     target = torch.empty(K, dtype=torch.long, device="meta")
     return meta(params), meta(state), meta(hp), x, target
