@@ -133,6 +133,19 @@ def test_auto_chunk_size_on_the_cpu_is_unchanged():
     assert auto_chunk_size(m0, False, torch.float32, torch.device("cpu"), 10_000, rule=get_rule("smd")) == 54
 
 
+@pytest.mark.parametrize("name", ["adagrad", "vsgd_l"])
+def test_graph_mode_plumbing_runs_on_the_cpu_and_equals_the_compiled_step(tiny_data, name):
+    """The CUDA-graph path's own code (static marks, a new graph step each call, the state kept in its tensors,
+    a fresh compile per chunk) on the CPU, where inductor records no graph: the same numbers as without it."""
+    rule, members = get_rule(name), [Member(s, {}) for s in range(3)]
+    kw = {"epochs": 1, "compile": True}
+    graphed = train_ensemble(SPEC, rule, members, tiny_data, cuda_graphs=True, **kw)
+    torch._dynamo.reset()
+    plain = train_ensemble(SPEC, rule, members, tiny_data, cuda_graphs=False, **kw)
+    assert [r.train_loss for r in graphed] == [r.train_loss for r in plain]
+    assert [c["test_loss"] for c in graphed[0].curve] == [c["test_loss"] for c in plain[0].curve]
+
+
 # -- CUDA only ---------------------------------------------------------------------------------------
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CUDA-graph path)")
 
