@@ -376,3 +376,22 @@ def test_relative_curvature_floor_bounds_the_rate_of_a_flat_element():
     assert torch.equal(floored[0, 2:], paper[0, 2:])  # h >= mean: unchanged
     for name in ("vsgd_b", "vsgd_g"):
         assert torch.equal(rates[name, 0.0], rates[name, 1.0])
+
+
+def test_front_end_guards_keep_tau_at_least_one_when_rounding_makes_r_exceed_one():
+    # r = g_bar^2 / v_bar <= 1 in exact arithmetic; float32 rounding gives 1 + 1e-7 for a gradient that keeps its
+    # sign, and the paper's tau update then goes below 1 (and, step after step, to inf and NaN: docs/vsgd.md).
+    rule = get_rule("vsgd_l")
+    taus = {}
+    for h_rel in (0.0, 1.0):
+        hp = {k: torch.tensor([v], dtype=torch.float32) for k, v in rule.check_hp({"n0": 1, "h_rel": h_rel}).items()}
+        params = [torch.zeros(1, 2)]
+        state = rule.init(params, hp)
+        g = torch.tensor([[1.0, 1.0]])
+        state.update({"step": 5, "g_bar": [g.clone()], "v_bar": [torch.tensor([[1.0 - 2 ** -22, 1.0]])],
+                      "h_bar": [torch.ones(1, 2)], "tau": [torch.full((1, 2), 2.0)]})
+        _, new = rule.update([g], state, params, hp, {"curvature": [torch.ones(1, 2)]})
+        taus[h_rel] = new["tau"][0]
+    assert taus[0.0][0, 0] < 1.0  # the paper's arithmetic
+    assert (taus[1.0] >= 1.0).all()
+    assert torch.equal(taus[0.0][0, 1], taus[1.0][0, 1])  # r = 1 exactly: nothing to clamp

@@ -176,8 +176,9 @@ def _curvature_used(h_bar, state, hp):
 
 
 def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False):
-    """(r_u, eta_u) from the statistics: eq. 7 per element, eq. 8 pooled. ``rel_floor``: apply ``h_rel`` (a Python
-    flag, so that the paper's configs, which leave it 0, run exactly the paper's arithmetic)."""
+    """(r_u, eta_u) from the statistics: eq. 7 per element, eq. 8 pooled. ``rel_floor``: apply ``h_rel`` and keep
+    r <= 1 (a Python flag, set when some member has h_rel > 0, so that the paper's configs, which leave it 0, run
+    exactly the paper's arithmetic)."""
     gb2 = _pool_sum([g * g for g in g_bar], pooling)
     h_units = _pool_max(h_bar, pooling)
     if rel_floor and pooling == "element":
@@ -188,6 +189,12 @@ def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False):
     ratios, rates = [], []
     for s, l, hp_u, in zip(gb2, var_units, h_units):
         r = s / (l + _pm(hp["eps"], l))  # eq. 7 / eq. 8: ||g_bar||^2 / l_bar, l_bar ~ E[||grad||^2]
+        if rel_floor:
+            # r <= 1 by Jensen (g_bar and l_bar are averages with the same weights), but rounding gives r = 1 + 1e-7
+            # when an element's gradient keeps its sign (r -> 1); then tau = (1 - r) tau + 1 < 1, the averages
+            # extrapolate, r grows and tau alternates in sign up to inf and NaN (measured: an L2-dominated weight
+            # of the ReLU MLP after 180 steps, benchmarks/vsgd_divergence.py). Kept with the front-end's guards.
+            r = r.clamp_max(1.0)
         floor = _pm(hp["h_min"] + hp["eps"], hp_u)
         ratios.append(r)
         rates.append(r / torch.maximum(hp_u, floor))  # eq. 7 / eq. 8: eta = r / h (h+ pooled)
