@@ -285,6 +285,7 @@ from typing import Any
 from torch import nn
 
 from vsgd.bbprop import LOSSES, REDUCTIONS, ActivationRecorder
+from vsgd.curvature import CURVATURES, SampledGaussNewton, is_bbprop_model
 from vsgd.frontend import RuleOptimizer, state_dtype
 
 MODES = {"l": "element", "b": "block", "g": "global"}
@@ -316,12 +317,22 @@ class VSGD(RuleOptimizer):
     the first steps small.
 
     Curvature, one of:
-      * ``model=`` an ``nn.Sequential`` of Linear / Tanh / ReLU layers (or ``torch.compile`` of one) and
-        ``loss=`` "cross_entropy" (``F.cross_entropy``) or "mse" (``F.mse_loss``), with ``reduction=``
-        "mean" (default) or "sum" over the batch: the optimizer hooks the model and runs bbprop on the
-        closure's own forward pass (or, for ``step()`` without a closure, on the one forward pass with
-        gradients enabled since the last step; it refuses to guess when there were several). The hooks
-        are removed by :meth:`close` or when the optimizer is garbage collected;
+      * ``model=`` any ``nn.Module`` (or ``torch.compile`` of one) whose output tensor feeds ``loss=``
+        "cross_entropy" (``F.cross_entropy``, classes on the output's last axis) or "mse" (``F.mse_loss``),
+        with ``reduction=`` "mean" (default) or "sum". ``curvature=`` picks the estimator (:mod:`vsgd.curvature`,
+        docs/vsgd.md "Curvature for any model"):
+
+        - "bbprop" (paper 1 Sec. 4.3): ``nn.Sequential`` of Linear / Tanh / ReLU only; runs on the
+          closure's own forward pass (or, for ``step()`` without a closure, on the one forward pass with
+          gradients enabled since the last step; it refuses to guess when there were several);
+        - "gnb": the sampled-output Gauss-Newton diagonal, (J^T u)^2 with labels drawn from the model's
+          own prediction (unbiased for the Gauss-Newton diagonal), for any model: one extra backward pass
+          from the output, made inside the user's ``backward()`` on the same graph (no second forward;
+          ``.grad`` and the global random state untouched; draws from a generator seeded by ``seed=`` and
+          saved in ``state_dict()``); ``step()`` without a closure works after one ``backward()``;
+        - "auto" (default): "bbprop" where it applies (the paper's MLPs: Tables 2-3 unchanged), else "gnb".
+
+        The hooks are removed by :meth:`close` or when the optimizer is garbage collected;
       * ``curvature_fn=`` a callable taking no argument, called once per step after the closure (with
         gradients disabled, unless it enables them), returning a non-negative diagonal curvature of *the
         loss the closure returns* for every parameter that has a gradient: a list in the optimizer's
@@ -373,6 +384,8 @@ class VSGD(RuleOptimizer):
         model: nn.Module | None = None,
         loss: str | None = None,
         curvature_fn: Callable[[], Any] | None = None,
+        curvature: str = "auto",
+        seed: int = 0,
         l2: float = 0.0,
         reduction: str = "mean",
         blocks: str = "tensor",
@@ -391,8 +404,11 @@ class VSGD(RuleOptimizer):
         if blocks not in ("tensor", "group"):
             raise ValueError(f"Invalid blocks {blocks!r}: use 'tensor' (each parameter tensor a block) or 'group'.")
         if (model is None) == (curvature_fn is None):
-            raise ValueError("VSGD needs a curvature: pass model=<nn.Sequential> with loss='cross_entropy'|'mse' "
-                             "(bbprop), or curvature_fn=<callable> - exactly one of them.")
+            raise ValueError("VSGD needs a curvature: pass model=<the nn.Module> with loss='cross_entropy'|'mse', "
+                             "or curvature_fn=<callable> - exactly one of them.")
+        if curvature not in CURVATURES:
+            raise ValueError(f"Invalid curvature={curvature!r}: one of {CURVATURES} ('auto': bbprop on an nn.Sequential "
+                             "of Linear/Tanh/ReLU, the sampled Gauss-Newton 'gnb' on any other model).")
         if model is not None and loss not in LOSSES:
             raise ValueError(f"Invalid loss {loss!r}: with model=..., loss must be one of {LOSSES}.")
         if reduction not in REDUCTIONS:
@@ -406,7 +422,14 @@ class VSGD(RuleOptimizer):
         if curvature_fn is not None and not callable(curvature_fn):
             raise TypeError(f"curvature_fn must be a callable taking no argument, got {type(curvature_fn).__name__}.")
         model = getattr(model, "_orig_mod", model)  # torch.compile(model): hook the module it wraps
-        self._recorder: ActivationRecorder | None = ActivationRecorder(model) if model is not None else None
+        if model is not None and curvature == "auto":
+            curvature = "bbprop" if is_bbprop_model(model) else "gnb"
+        self.curvature = curvature if model is not None else "curvature_fn"
+        self._recorder: ActivationRecorder | SampledGaussNewton | None = None
+        if self.curvature == "bbprop":
+            self._recorder = ActivationRecorder(model)
+        elif self.curvature == "gnb":
+            self._recorder = SampledGaussNewton(model, loss, reduction=reduction, seed=seed)
         self._own = None if model is None else {id(p) for p in model.parameters()}
         params = list(params)
         tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
@@ -428,6 +451,19 @@ class VSGD(RuleOptimizer):
         # the hooks go when the optimizer goes (the finalizer holds the recorder, not the optimizer)
         self._finalizer = weakref.finalize(self, self._recorder.remove) if self._recorder is not None else None
 
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        if isinstance(self._recorder, SampledGaussNewton):
+            out["curvature_rng"] = self._recorder.get_state()  # the draws of curvature="gnb" resume where they were
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        rng = state_dict.pop("curvature_rng", None)
+        super().load_state_dict(state_dict)
+        if rng is not None and isinstance(self._recorder, SampledGaussNewton):
+            self._recorder.set_state(rng)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if getattr(self, "_own", None) is not None:
             ps = param_group["params"]
@@ -435,7 +471,7 @@ class VSGD(RuleOptimizer):
             foreign = [i for i, p in enumerate(ps) if id(p) not in self._own]
             if foreign:
                 raise ValueError(f"parameter #{foreign[0]} of the param group given to VSGD is not a parameter of "
-                                 "model=...: bbprop gives curvature for the model's Linear layers only.")
+                                 "model=...: the curvature is estimated for the model's own parameters only.")
             param_group = {**param_group, "params": ps}
         super().add_param_group(param_group)
 
@@ -448,7 +484,7 @@ class VSGD(RuleOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
         if self._recorder is not None and not self._recorder._handles:
-            raise RuntimeError("VSGD.step after close(): the model's hooks are gone, bbprop has no forward pass.")
+            raise RuntimeError("VSGD.step after close(): the model's hooks are gone, the curvature has no forward pass.")
         self._curv = None  # computed once per step, after the closure ran
         if self._recorder is not None and closure is not None:
             self._recorder.reset()  # bbprop uses the closure's own forward pass
@@ -461,7 +497,16 @@ class VSGD(RuleOptimizer):
 
     def _curvatures(self) -> dict[int, torch.Tensor]:
         if self._curv is None:
-            if self._recorder is not None:
+            if isinstance(self._recorder, SampledGaussNewton):
+                if self._recorder.backwards > 1:
+                    raise RuntimeError(
+                        f"{self._recorder.backwards} backward passes went through the model's output since the last "
+                        "step (gradient accumulation?): the sampled Gauss-Newton curvature is of one loss. Call step() "
+                        "after each backward(), or pass curvature_fn=....")
+                live = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+                curv = self._recorder.curvature(l2=self._l2, only=live)
+                self._curv = {id(p): c for p, c in curv.items()}
+            elif self._recorder is not None:
                 if self._recorder.forwards > 1:
                     raise RuntimeError(
                         f"the model ran {self._recorder.forwards} forward passes with gradients enabled since the last "
