@@ -5,7 +5,7 @@ one sample per step. This family trains one ``nn.Module`` per member with miniba
 optimizer's own ``torch.optim`` front-end, exactly as a user would:
 
 * vSGD-l/-b/-g: ``vsgd.VSGD(model.parameters(), mode=..., model=model, loss="cross_entropy")`` at the
-  front-end's defaults (the curvature comes from the library: bbprop on an ``nn.Sequential`` of
+  front-end's defaults (the curvature comes from the library, `curvature="auto"`: bbprop on an ``nn.Sequential`` of
   Linear/Tanh/ReLU, the general estimator for other modules where the library has one);
 * vSGD-fd: ``vsgd.VSGDfd(model.parameters())`` at its defaults with a :class:`vsgd.PerSampleClosure`, so its
   rates are paper 2's minibatch rates (eq. 3; eq. 4, ``sparse="minibatch"``, on a workload whose inputs are
@@ -230,6 +230,8 @@ def front_end(method: str, hp: Mapping[str, Any], wl: Mapping[str, Any], data: D
         return None
     out = {k: list(v) if isinstance(v, tuple) else v for k, v in opt.defaults.items()
            if isinstance(v, (bool, int, float, str, tuple, type(None)))}
+    if isinstance(getattr(opt, "curvature", None), str):  # VSGD: the curvature estimator "auto" chose
+        out["curvature"] = opt.curvature
     if hasattr(opt, "close"):
         opt.close()
     return out
