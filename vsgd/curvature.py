@@ -30,6 +30,8 @@ Choices of u with E[u u^T] = H, N the number of output positions the loss averag
 * MSE (``F.mse_loss``, a mean over all N = out.numel() elements): H = 2/N I, and u = sqrt(2/N) z,
   z ~ N(0, I), has E[u u^T] = 2/N I (a sum: H = 2 I, u = sqrt(2) z). This is the gradient of the loss
   at targets t~ = out + sqrt(N/2) z drawn from the Gaussian the loss is the log-likelihood of.
+* ``reduction="sum"`` (VSGD's and bbprop's convention): a sum over the batch of per-sample losses, each the
+  mean over its own terms; N is then the number of terms per sample (1 for [B, C] logits).
 
 **Per-sample squares** (``gnb_per_sample``): s_b = J_b^T u_b for each sample b separately
 (``torch.func`` vmap), estimate sum_b s_b * s_b: E is again diag(G) (E[u_b] = 0 and independent
@@ -74,10 +76,11 @@ def is_bbprop_model(model: nn.Module) -> bool:
 
 
 def _positions(loss: str, out: Tensor, reduction: str) -> int:
-    """N: the number of terms the loss averages over (1 for a sum)."""
-    if reduction == "sum":
-        return 1
-    return out.numel() // out.shape[-1] if loss == "cross_entropy" else out.numel()
+    """N: the number of terms the loss averages over. "mean": all of them (``F.cross_entropy`` / ``F.mse_loss``
+    defaults); "sum": a sum over the batch (first axis) of per-sample losses, each the mean over its own terms
+    (bbprop's convention, :func:`vsgd.bbprop.output_curvature`; for [B, C] logits the per-sample sum)."""
+    terms = out.numel() // out.shape[-1] if loss == "cross_entropy" else out.numel()
+    return terms if reduction == "mean" else max(1, terms // out.shape[0])
 
 
 def sample_output_gradient(loss: str, out: Tensor, reduction: str = "mean",
