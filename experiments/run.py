@@ -183,11 +183,13 @@ def member_bytes(spec: MLPSpec, rule: Rule, dtype: torch.dtype) -> int:
     """Device memory one lock-step member of ``rule`` holds at most, in bytes: its parameters and the rule's
     state (counted from ``rule.init``, as benchmarks/roofline.py counts them), the step's parameter-sized
     temporaries (the gradient, each tensor extra the rule declares, the new state before it is stored into
-    the old), and the evaluation's activations (``EVAL_BATCH`` samples through the widest layer, three
-    arrays at a time: pre-activation, activation, log-probabilities)."""
+    the old), and the evaluation's: activations (``EVAL_BATCH`` samples through the widest layer, three
+    arrays at a time: pre-activation, activation, log-probabilities) and, for a rule with per-parameter rates,
+    their min/median/max (``trainer._rate_stats``: each rate spread to its parameter's shape, then
+    concatenated, then the median's copy: 3 P)."""
     P, S = spec.n_params, state_elements(rule, spec)
     extras = sum(e in TENSOR_EXTRAS for e in rule.extras)
-    evaluation = 3 * EVAL_BATCH * max(spec.layers[1:])
+    evaluation = 3 * EVAL_BATCH * max(spec.layers[1:]) + (3 * P if rule.rates is not None else 0)
     return (P + S + P + extras * P + S + evaluation) * torch.finfo(dtype).bits // 8
 
 
