@@ -31,7 +31,10 @@
 #   GRACE_S (60)      seconds between the SIGTERM and the deadline (a large chunk needs its 1000 steps)
 #   MIN_LEFT_S (30)   a job is started only with this much time left before its SIGTERM
 #   SNAPSHOT_MINUTES  when set: the runner's snapshot_minutes= (a stopped chunk resumes on this machine)
-#   P (7)             jobs at once (one Python process each, one GPU shared by all)
+#   P (1)             jobs at once (one Python process each, one GPU shared by all). On CUDA a job without
+#                     chunk_size= sizes its chunks to the free memory it sees when it starts (up to 0.9 of it),
+#                     so jobs started together would each count on the same memory: with P > 1, give every
+#                     line a chunk_size= (sessions 19-20 ran 7 jobs of K = 7 at once)
 #   DEVICE (cuda)     the runner's device=; DEVICE=cpu EXTRA=epochs=0.02 dry-runs the plumbing here
 #   EXTRA ("")        more overrides for every job
 #   PY                the interpreter (default: .venv/bin/python if it has torch, else python3); OUT: where
@@ -113,7 +116,7 @@ run_one() {  # run_one OVERRIDES... (one queue line without its "python -m exper
 }
 export -f run_one
 
-grep -v '^\s*\(#\|$\)' "$QUEUE" | sed 's/^ *python[0-9.]* -m experiments\.run //' | xargs -P "${P:-7}" -L 1 bash -c 'run_one "$@"' _
+grep -v '^\s*\(#\|$\)' "$QUEUE" | sed 's/^ *python[0-9.]* -m experiments\.run //' | xargs -P "${P:-1}" -L 1 bash -c 'run_one "$@"' _
 
 echo "[queue] per job: what the runner measured"
 for f in "$LOGS"/*.log; do
