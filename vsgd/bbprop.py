@@ -158,13 +158,14 @@ class ActivationRecorder:
         self.model = model
         self.inputs: list[Tensor] | None = None
         self.forwards = 0
+        self.paused = False  # True: forward passes are not recorded (VSGD's per-sample gradient pass)
         self._current: list[Tensor] = []
         self._handles = [m.register_forward_pre_hook(self._pre_hook(k)) for k, m in enumerate(model)]
         self._handles.append(model.register_forward_hook(self._done))
 
     def _pre_hook(self, k: int):
         def hook(module, args):
-            if not torch.is_grad_enabled():
+            if self.paused or not torch.is_grad_enabled():
                 return
             if k == 0:
                 self._current = []
@@ -173,7 +174,7 @@ class ActivationRecorder:
         return hook
 
     def _done(self, module, args, output):
-        if not torch.is_grad_enabled():
+        if self.paused or not torch.is_grad_enabled():
             return
         self.inputs = [*self._current, output.detach()]
         self._current = []

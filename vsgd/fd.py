@@ -112,10 +112,19 @@ def _fd_step(g_bar: Tensor, eps: Tensor) -> Tensor:
     return torch.where(g_bar >= 0, g_bar + eps, g_bar - eps)
 
 
+def minibatch_ratio(g2, v_bar, n, eps, *, inv_h=1.0, p_nz=1.0, m=None):
+    """inv_h x the minibatch factor of paper 2: n p g^2 / (p v + (m - 1) g^2 + eps) (eq. 4), which is eq. 3's
+    n g^2 / (v + (n - 1) g^2) = g^2 / (v / n + (n - 1) / n g^2) at p = 1, m = n, with g^2 = g_bar^2 and v = v_bar the
+    mean of the *per-sample* squared gradients: the denominator is E[(minibatch mean gradient)^2]. Shared by vSGD-fd
+    and VSGD's minibatch rates (one formula); the order of operations is vSGD-fd's (bit-identical)."""
+    m = n if m is None else m
+    return inv_h * n * p_nz * g2 / (p_nz * v_bar + (m - 1) * g2 + eps)
+
+
 def _rate(g_bar, v_bar, h_bar, v_fd_bar, p_nz, n, m, eps):
     inv_h = (h_bar + eps) / (v_fd_bar + eps)  # Sec. 5.2: 1/h = h_bar^fd / v_bar^fd   (eps use (b))
     g2 = g_bar * g_bar
-    return inv_h * n * p_nz * g2 / (p_nz * v_bar + (m - 1) * g2 + eps)  # eq. 4 (eq. 3 at p = 1, m = n)  (eps (c))
+    return minibatch_ratio(g2, v_bar, n, eps, inv_h=inv_h, p_nz=p_nz, m=m)  # eq. 4 (eq. 3 at p = 1, m = n)  (eps (c))
 
 
 def update(grads, state, params, hp, extras):

@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 from vsgd.core import HyperParam, Rule, member_max, member_sum, per_member, register
+from vsgd.fd import minibatch_ratio
 
 POOLINGS = ("element", "block", "global")
 
@@ -154,6 +155,7 @@ def init(params, hp, *, pooling: str):
         "h_bar": [torch.zeros_like(p) for p in params],
         "tau": tau,
         "step": 0,
+        "batch_size": 1,  # n of the last step (paper 2 eq. 3), a Python int
         # the largest n0 of the ensemble, a Python int: after it, the step skips all slow-start logic
         "n0_max": int(n0_count(hp).max().item()),
         # whether any member uses the relative curvature floor, a Python bool: without it the step is the paper's
@@ -175,7 +177,7 @@ def _curvature_used(h_bar, state, hp):
     return [torch.where(_pm(on, h), h2 / (h + _pm(hp["eps"], h)), h) for h, h2 in zip(h_bar, state["h2_bar"])]
 
 
-def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False):
+def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False, n: int = 1):
     """(r_u, eta_u) from the statistics: eq. 7 per element, eq. 8 pooled. ``rel_floor``: apply ``h_rel`` and keep
     r <= 1 (a Python flag, set when some member has h_rel > 0, so that the paper's configs, which leave it 0, run
     exactly the paper's arithmetic)."""
@@ -197,6 +199,8 @@ def _rate_units(g_bar, var_units, h_bar, hp, pooling, rel_floor: bool = False):
             r = r.clamp_max(1.0)
         floor = _pm(hp["h_min"] + hp["eps"], hp_u)
         ratios.append(r)
+        if n > 1:  # paper 2 eq. 3 (pooled: eq. 8's sums): n g_bar^2 / (v_bar + (n - 1) g_bar^2), per-sample v_bar
+            r = minibatch_ratio(s, l, n, _pm(hp["eps"], l))  # tau keeps g_bar^2 / v_bar (paper 2 Algorithm 1)
         rates.append(r / torch.maximum(hp_u, floor))  # eq. 7 / eq. 8: eta = r / h (h+ pooled)
     return ratios, rates
 
@@ -207,6 +211,8 @@ def _pm(value: Tensor, like: Tensor) -> Tensor:
 
 def update(grads, state, params, hp, extras, *, pooling: str):
     curv = extras["curvature"]
+    n = extras.get("batch_size", 1)  # > 1 with per-sample statistics: extras["sq_grad_mean"] = mean_j grad_j^2
+    squares = extras["sq_grad_mean"] if n > 1 else [g * g for g in grads]
     t = state["step"]
     vkey = _var_key(pooling)
     tau = _units(state["tau"], pooling)
@@ -219,11 +225,11 @@ def update(grads, state, params, hp, extras, *, pooling: str):
         fract = [torch.where(_pm(in_init, u), torch.full_like(u, 1.0 / (t + 1)), 1.0 / u) for u in tau]
         v_scale = torch.where(in_init, C, torch.ones_like(C))
         h_scale = torch.where(in_init & (hp["c_scales_h"] > 0), C, torch.ones_like(C))
-        sq = [g * g * per_member(v_scale, g) for g in grads]
+        sq = [s * per_member(v_scale, s) for s in squares]
         h_sample = [c.abs() * per_member(h_scale, c) for c in curv]
     else:
         fract = [torch.reciprocal(u) for u in tau]
-        sq = [g * g for g in grads]
+        sq = squares
         h_sample = [c.abs() for c in curv]
     fract_p = _spread(fract, params, pooling)
 
@@ -234,7 +240,7 @@ def update(grads, state, params, hp, extras, *, pooling: str):
     if "h2_bar" in state:  # paper 2 Sec. 5.2: moving average of the squared curvature samples
         new_state["h2_bar"] = [torch.lerp(h2, h * h, f) for h2, h, f in zip(state["h2_bar"], h_sample, fract_p)]
     ratio, rate = _rate_units(g_bar, var, _curvature_used(h_bar, new_state, hp), hp, pooling,
-                              state.get("h_rel_on", False))
+                              state.get("h_rel_on", False), n)
     new_tau = [torch.addcmul(u, r, u, value=-1.0).add_(1.0) for u, r in zip(tau, ratio)]  # Sec. 4.2: (1 - r) tau + 1
 
     rate_p = _spread(rate, params, pooling)
@@ -246,14 +252,15 @@ def update(grads, state, params, hp, extras, *, pooling: str):
         updates = [torch.where(per_member(frozen, u), torch.zeros_like(u), u) for u in updates]
 
     new_state.update({"g_bar": g_bar, vkey: _stored(var, pooling), "h_bar": h_bar,
-                      "tau": _stored(new_tau, pooling), "step": t + 1})
+                      "tau": _stored(new_tau, pooling), "step": t + 1, "batch_size": n})
     return updates, new_state
 
 
 def rates(state, hp, params, *, pooling: str):
     """The current learning rates (eq. 7 / eq. 8 at the current statistics), broadcastable to params."""
     _, rate = _rate_units(state["g_bar"], _units(state[_var_key(pooling)], pooling),
-                          _curvature_used(state["h_bar"], state, hp), hp, pooling, state.get("h_rel_on", False))
+                          _curvature_used(state["h_bar"], state, hp), hp, pooling, state.get("h_rel_on", False),
+                          state.get("batch_size", 1))
     return _spread(rate, params, pooling)
 
 
@@ -489,11 +496,30 @@ class VSGD(RuleOptimizer):
         if self._recorder is not None and closure is not None:
             self._recorder.reset()  # bbprop uses the closure's own forward pass
         try:
+            if closure is not None and hasattr(closure, "per_sample_grads"):
+                return self._minibatch_step(closure)
             return super().step(closure)
         finally:
             self._curv = None
+            self._batch = None
             if self._recorder is not None:
                 self._recorder.reset()  # count forward passes from here to the next step
+
+    def _minibatch_step(self, closure):
+        """A step with paper 2's minibatch rates (eq. 3): the closure's own pass gives the gradient (and the
+        curvature, from the hooks), ``closure.per_sample_grads()`` (torch.func vmap, :class:`vsgd.PerSampleClosure`)
+        the per-sample squared gradients, mean_j grad_j^2, whose average v_bar makes eq. 3's variance of the mean."""
+        loss = self._call_closure(closure)
+        if self._recorder is not None:
+            self._recorder.paused = True  # the per-sample pass is not the closure's forward pass
+        try:
+            _, per_sample = closure.per_sample_grads()
+        finally:
+            if self._recorder is not None:
+                self._recorder.paused = False
+        self._batch = (closure.batch_size, per_sample)
+        self._step(closure, first=(loss, None))
+        return loss
 
     def _curvatures(self) -> dict[int, torch.Tensor]:
         if self._curv is None:
@@ -551,6 +577,11 @@ class VSGD(RuleOptimizer):
                                  "model is not finite either).")
             out.append(c.detach().reshape(p.shape).to(state_dtype(p)).unsqueeze(0))
         extras["curvature"] = out
+        batch = getattr(self, "_batch", None)
+        if batch is not None and batch[0] > 1:  # paper 2 eq. 3 from the per-sample gradients [n, *shape]
+            extras["batch_size"] = batch[0]
+            extras["sq_grad_mean"] = [(g * g).mean(dim=0).to(state_dtype(p)).unsqueeze(0)
+                                      for p, g in ((p, batch[1][p]) for p in params)]
         return extras
 
     def _where(self, group: dict, p: torch.Tensor) -> str:
