@@ -31,8 +31,8 @@ def _on_meta(rule, warm_done: bool = False):
     params = glorot_init(SPEC, list(range(K)))
     hp = rule.hp_tensors([{}] * K, dtype=torch.float32, device="cpu")
     state = rule.init(params, hp)
-    if warm_done and isinstance(state, dict) and "n0_max" in state:
-        state["step"] = state["n0_max"] + 1
+    if warm_done and isinstance(state, dict) and isinstance(state.get("step"), int) and "n0_max" in state:
+        state["step"] = state["n0_max"] + 1  # vSGD: its Python step counter past the largest n0
     meta = lambda tree: _map_tensors(tree, lambda t: t.to("meta"))
     x = torch.empty(K, SPEC.layers[0], device="meta")
     target = torch.empty(K, dtype=torch.long, device="meta")
