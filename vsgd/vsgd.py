@@ -348,6 +348,11 @@ class VSGD(RuleOptimizer):
         of the per-sample curvatures, one returning a sum the sum. See docs/vsgd.md for an example.
     If the loss contains an L2 penalty l2/2 ||theta||^2, pass ``l2=`` so its curvature is added.
 
+    Minibatches (paper 2 eq. 3): ``opt.step(vsgd.PerSampleClosure(model, loss_fn, x, y))`` adds per-sample
+    gradients (``torch.func``) to the closure's pass; v_bar then averages mean_j grad_j^2 and the rate is
+    n g_bar^2 / (v_bar + (n - 1) g_bar^2) / h_bar. With a plain closure the minibatch gradient is one sample
+    (n = 1, the same rate in expectation); at n = 1 both are today's rule bit for bit (docs/vsgd.md).
+
     Example (no learning rate anywhere)::
 
         model = nn.Sequential(nn.Linear(784, 120), nn.Tanh(), nn.Linear(120, 10))
