@@ -289,3 +289,29 @@ def test_model_output_must_be_a_tensor():
     with pytest.raises(TypeError, match="output is one tensor"):
         lstm(torch.randn(2, 5, 3))
     opt.close()
+
+
+def test_gnb_on_a_compiled_module_takes_the_eager_steps():
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, CLASSES))
+
+    eager, inner = make(), make()
+    compiled = torch.compile(inner, backend="eager")
+    opts = [VSGD(m.parameters(), model=m, loss="cross_entropy", n0=2) for m in (eager, compiled)]
+    assert [o.curvature for o in opts] == ["gnb", "gnb"]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x, y = torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, CLASSES, (8,), generator=g)
+        for m, opt in zip((eager, compiled), opts):
+            def closure(m=m, opt=opt):
+                opt.zero_grad()
+                loss = F.cross_entropy(m(x), y)
+                loss.backward()
+                return loss
+            opt.step(closure)
+    for a, b in zip(eager.parameters(), inner.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(next(eager.parameters()), next(make().parameters()))
+    for opt in opts:
+        opt.close()
