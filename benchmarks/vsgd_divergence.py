@@ -10,6 +10,8 @@ Two workloads:
   setting: its curvature is the floor), ``h_min`` = paper 2's eps 1e-5 (an absolute floor), and the relative floor
   ``h_rel`` (vsgd/vsgd.py: h_bar_i >= h_rel x the mean h_bar of its tensor, Sec. 4.3) at 1 (VSGD's default) and
   0.1, paper 2's curvature variability ``h_var``; vSGD-b and -g at their defaults for comparison.
+* ``m1``: the paper's M1 (784-120-10 tanh MLP, L2 1e-4 on the weights and biases) through the front-end, one sample per
+  step as in the paper, ``--m1-steps`` steps: what the front-end's guards cost on a model the paper's rule handles.
 * ``softmax``: a 20-input, 3-class softmax regression (d = 63, so C = d/10 = 6.3), one sample per step, Gaussian
   inputs and a random linear teacher with 10% label noise; the running loss over the first 1000 samples.
 
@@ -40,6 +42,7 @@ MLP_VARIANTS = {
     "l, h_rel=0.1": ({"mode": "l", "h_rel": 0.1}, 0.0),
     "l, h_rel=1, l2=1e-4": ({"mode": "l", "h_rel": 1.0}, 1e-4),
     "l, h_var": ({"mode": "l", "h_rel": 0.0, "h_var": True}, 0.0),
+    "l, h_var, h_rel=1": ({"mode": "l", "h_rel": 1.0, "h_var": True}, 0.0),
     "b, paper": ({"mode": "b", "h_rel": 0.0}, 0.0),
     "g, paper": ({"mode": "g", "h_rel": 0.0}, 0.0),
 }
@@ -143,6 +146,35 @@ SOFTMAX_VARIANTS = {
 }
 
 
+def run_m1(name, kwargs, seed, steps, data):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(784, 120), nn.Tanh(), nn.Linear(120, 10))
+    params = list(model.parameters())
+    l2 = 1e-4
+    opt = vsgd.VSGD(params, model=model, loss="cross_entropy", l2=l2, n0=60, **kwargs)  # n0 = 0.001 x #train
+    order = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(seed + 1))
+    losses = []
+    for t in range(steps):
+        i = order[t % data.n_train]
+        x, y = data.x_train[i:i + 1], data.y_train[i:i + 1]
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y) + 0.5 * l2 * sum((p * p).sum() for p in params)
+            loss.backward()
+            return loss
+
+        losses.append(float(opt.step(closure)))
+    with torch.no_grad():
+        test_err = float((model(data.x_test).argmax(1) != data.y_test).float().mean() * 100)
+    return {"workload": "m1 tanh, batch 1", "run": name, "seed": seed, "steps": steps, "diverged_at_step": None,
+            "max_train_loss": max(losses), "last100_train_loss": sum(losses[-100:]) / 100,
+            "test_error_pct": test_err}
+
+
+M1_VARIANTS = {"l, paper (no floor)": {"mode": "l", "h_rel": 0.0}, "l, h_rel=1 (default)": {"mode": "l", "h_rel": 1.0}}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=940)
@@ -150,27 +182,34 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="*", default=None, help="names of MLP variants (default: all)")
     ap.add_argument("--softmax-seeds", type=int, default=20)
+    ap.add_argument("--workloads", nargs="+", default=["softmax", "mlp"], choices=["softmax", "mlp", "m1"])
+    ap.add_argument("--m1-steps", type=int, default=60000)
     ap.add_argument("--out", default="benchmarks/vsgd_divergence")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from experiments.data import load  # the harness's loader (this script sits above the library)
 
     rows, step_rows = [], []
-    for seed in range(args.softmax_seeds):
+    for seed in range(args.softmax_seeds if "softmax" in args.workloads else 0):
         for name, kw in SOFTMAX_VARIANTS.items():
             rows.append(run_softmax(name, kw, seed))
     if rows:
         soft = pd.DataFrame(rows).groupby("run", sort=False)[["max_train_loss", "last100_train_loss"]].median()
         print("softmax d=63, median over", args.softmax_seeds, "seeds:\n", soft.to_string(), flush=True)
     data = load("mnist")
-    for seed in args.seeds:
+    for seed in args.seeds if "m1" in args.workloads else []:
+        for name, kw in M1_VARIANTS.items():
+            rows.append(run_m1(name, kw, seed, args.m1_steps, data))
+            print(rows[-1], flush=True)
+    for seed in args.seeds if "mlp" in args.workloads else []:
         for name in args.variants or MLP_VARIANTS:
             kw, l2 = MLP_VARIANTS[name]
             r = run_mlp(name, kw, l2, seed, args.steps, args.log_steps, data, step_rows)
             print(r, flush=True)
             rows.append(r)
     pd.DataFrame(rows).to_csv(args.out + ".csv", index=False, float_format="%.6g")
-    pd.DataFrame(step_rows).to_csv(args.out + "_steps.csv", index=False, float_format="%.6g")
+    if step_rows:
+        pd.DataFrame(step_rows).to_csv(args.out + "_steps.csv", index=False, float_format="%.6g")
 
 
 if __name__ == "__main__":
