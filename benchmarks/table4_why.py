@@ -7,13 +7,16 @@ Trains one member (seed 0) of each workload with each method exactly as the Tabl
 (experiments.workloads: the same data subset, model, minibatches, optimizer front-end at its defaults) and logs,
 at steps 1, 2, 5, 10, 20, 50, 100, ... and the last: the minibatch loss and the quantiles (10 %, 50 %, 90 %) of the
 per-element learning rates the optimizer uses (``learning_rates()``, for vSGD); ``sgdm`` rows give SGD-momentum's
-effective step lr / (1 - momentum) at the lr Table 4 picked (``--sgdm-lr``), for comparison. No timing.
+effective step lr / (1 - momentum) at the lr Table 4 picked (``--sgdm-lr``), for comparison; ``relu_dead``: the
+fraction of the model's ReLU outputs (every nn.ReLU module's units) that are 0 for all of the first 1000 training
+rows (a unit that never fires passes no gradient; NaN for models without nn.ReLU modules). No timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -29,19 +32,32 @@ from vsgd import PerSampleClosure  # noqa: E402
 def log_steps(total: int) -> list[int]:
     out, k = set(), 1
     while k <= total:
-        out |= {k, 2 * k, 5 * k}
+        out |= {k, 2 * k, 3 * k, 5 * k, 7 * k}
         k *= 10
     return sorted({s for s in out if s <= total} | {total})
 
 
-def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None) -> list[dict]:
+@torch.no_grad()
+def relu_dead(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Fraction of the units of every nn.ReLU module that output 0 for every row of x."""
+    outs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append((o > 0).any(0).reshape(-1)))
+             for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    model(x)
+    for h in hooks:
+        h.remove()
+    alive = torch.cat(outs) if outs else torch.empty(0)
+    return float(1 - alive.float().mean()) if len(alive) else float("nan")
+
+
+def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None, seed: int = 0) -> list[dict]:
     wl = W.workload_config(name)
     data = W.build_data(wl)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = W.build_model(wl, data)
     hp = {"lr": sgdm_lr, "momentum": 0.9} if method == "sgdm" else {}
     opt = W.make_optimizer(method, hp, model, wl)
-    gen = torch.Generator().manual_seed(7919)
+    gen = torch.Generator().manual_seed(seed + 7919)
     n, B = len(data.x_train), int(wl["batch_size"])
     steps = round(n // B * float(epochs if epochs is not None else wl["epochs"]))
     marks = set(log_steps(steps))
@@ -52,14 +68,20 @@ def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None) -
         idx = perm[pos : pos + B]
         pos += B
         loss = float(opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx])).detach())
+        if not math.isfinite(loss):  # diverged: log this step and stop
+            marks.add(step)
         if step in marks:
-            if method == "sgdm":
+            if not math.isfinite(loss):
+                q = [float("nan")] * 3
+            elif method == "sgdm":
                 q = [sgdm_lr / (1 - 0.9)] * 3
             else:
                 r = torch.cat([t.reshape(-1).float() for t in opt.learning_rates()])
                 q = torch.quantile(r[torch.randperm(len(r))[:100_000]], torch.tensor([0.1, 0.5, 0.9])).tolist()
             rows.append({"workload": name, "method": method, "step": step, "loss": loss, "rate_p10": q[0],
-                         "rate_p50": q[1], "rate_p90": q[2]})
+                         "rate_p50": q[1], "rate_p90": q[2], "relu_dead": relu_dead(model, data.x_train[:1000])})
+        if not math.isfinite(loss):
+            break
     if hasattr(opt, "close"):
         opt.close()
     return rows
@@ -71,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=["vsgd_fd", "sgdm"])
     ap.add_argument("--sgdm-lr", type=float, default=0.03, help="SGD-momentum's lr (Table 4's pick)")
     ap.add_argument("--epochs", type=float, default=None, help="default: the workload's budget")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="members to trace (Table 4's seeds: 0 1 2)")
     ap.add_argument("--csv", type=Path, default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -78,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.workloads:
         for m in a.methods:
             try:
-                got = trace(name, m, a.sgdm_lr, a.epochs)
+                got = [r | {"seed": seed} for seed in a.seeds for r in trace(name, m, a.sgdm_lr, a.epochs, seed)]
             except (TypeError, W.Unsupported) as exc:
                 print(f"{name} {m}: skipped ({exc})")
                 continue
             for r in got:
-                print(f"{name:16s} {m:8s} step {r['step']:5d} loss {r['loss']:9.4g} rate p10/p50/p90 "
-                      f"{r['rate_p10']:.3g} / {r['rate_p50']:.3g} / {r['rate_p90']:.3g}", flush=True)
+                print(f"{name:16s} {m:8s} seed {r['seed']} step {r['step']:5d} loss {r['loss']:9.4g} rate p10/p50/p90 "
+                      f"{r['rate_p10']:.3g} / {r['rate_p50']:.3g} / {r['rate_p90']:.3g}  relu dead {r['relu_dead']:.3f}", flush=True)
             rows += got
     if a.csv and rows:
         with open(a.csv, "w", newline="") as f:

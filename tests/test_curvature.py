@@ -18,6 +18,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_optim_contract import make_closure  # pytest puts tests/ on sys.path
 from torch import nn
 
 from vsgd import VSGD
@@ -232,14 +233,7 @@ def test_vsgd_trains_conv_lstm_and_transformer_without_curvature_fn(kind, mode):
     losses = []
     for _ in range(80):
         x, y = _task(kind, g)
-
-        def closure():
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            return loss
-
-        losses.append(float(opt.step(closure).detach()))
+        losses.append(float(opt.step(make_closure(opt, model, x, y)).detach()))
     opt.close()
     assert all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
@@ -304,12 +298,7 @@ def test_gnb_on_a_compiled_module_takes_the_eager_steps():
     for _ in range(5):
         x, y = torch.randn(8, 1, 4, 4, generator=g), torch.randint(0, CLASSES, (8,), generator=g)
         for m, opt in zip((eager, compiled), opts):
-            def closure(m=m, opt=opt):
-                opt.zero_grad()
-                loss = F.cross_entropy(m(x), y)
-                loss.backward()
-                return loss
-            opt.step(closure)
+            opt.step(make_closure(opt, m, x, y))
     for a, b in zip(eager.parameters(), inner.parameters()):
         assert torch.equal(a, b)
     assert not torch.equal(next(eager.parameters()), next(make().parameters()))
