@@ -23,8 +23,15 @@ from torch import nn
 
 from vsgd import VSGD
 from vsgd.bbprop import bbprop
-from vsgd.curvature import (SampledGaussNewton, exact_ggn_diagonal, gnb, gnb_per_sample, hutchinson_ggn,
-                            is_bbprop_model, sample_output_gradient)
+from vsgd.curvature import (
+    SampledGaussNewton,
+    exact_ggn_diagonal,
+    gnb,
+    gnb_per_sample,
+    hutchinson_ggn,
+    is_bbprop_model,
+    sample_output_gradient,
+)
 
 VOCAB, CLASSES = 7, 3
 

@@ -263,7 +263,7 @@ def hutchinson_ggn(model: nn.Module, x: Tensor, loss: str, *, reduction: str = "
     params, buffers = _named(model)
     v = {n: torch.randint(0, 2, p.shape, generator=generator, device=p.device).to(p.dtype) * 2 - 1
          for n, p in params.items()}
-    f = lambda ps: functional_call(model, (ps, {k: b.clone() for k, b in buffers.items()}), (x,))  # noqa: E731
+    f = lambda ps: functional_call(model, (ps, {k: b.clone() for k, b in buffers.items()}), (x,))
     out, jv = jvp(f, (params,), (v,))
     _, pullback = vjp(f, params)
     (jthjv,) = pullback(_output_hessian_product(loss, out.detach(), jv, reduction))
@@ -276,7 +276,7 @@ def exact_ggn_diagonal(model: nn.Module, x: Tensor, loss: str, *, reduction: str
     from torch.func import functional_call, jacrev
 
     params, buffers = _named(model)
-    f = lambda ps: functional_call(model, (ps, {k: b.clone() for k, b in buffers.items()}), (x,))  # noqa: E731
+    f = lambda ps: functional_call(model, (ps, {k: b.clone() for k, b in buffers.items()}), (x,))
     with torch.no_grad():
         out = f(params)
     jac = jacrev(f)(params)  # name -> [*out.shape, *param.shape]
