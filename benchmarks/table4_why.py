@@ -67,7 +67,11 @@ def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None, s
             perm, pos = torch.randperm(n, generator=gen), 0
         idx = perm[pos : pos + B]
         pos += B
-        loss = float(opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx])).detach())
+        try:
+            loss = float(opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx])).detach())
+        except RuntimeError as exc:  # e.g. the curvature sampler on a non-finite output: diverged, said so
+            print(f"{name} {method} seed {seed} step {step}: {type(exc).__name__}: {exc}", flush=True)
+            loss = float("nan")
         if not math.isfinite(loss):  # diverged: log this step and stop
             marks.add(step)
         if step in marks:
