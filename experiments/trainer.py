@@ -89,7 +89,7 @@ class Snapshot:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             ok = saved["members"] == ident and saved["total_steps"] == total_steps
             why = "it belongs to other members or another length of run"
-        except Exception as exc:  # a torn or damaged file: torch.load raises many kinds
+        except Exception as exc:  # noqa: BLE001 (a torn or damaged file: torch.load raises many kinds)
             ok, why = False, f"it cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
         if not ok:
             aside = path.with_name(path.name + ".unusable")

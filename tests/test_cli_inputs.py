@@ -55,7 +55,7 @@ def test_bad_number_or_device_fails_before_any_work(tmp_path, overrides, message
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["benchmark=m9"], "benchmark=m9: there is no conf/benchmark/m9.yaml; choose one of c0, c1, cr, m0, m1, m2."),
+        (["benchmark=m9"], "benchmark=m9: there is no conf/benchmark/m9.yaml; choose one of c0, c1, cr, m0, m1, m1_800, m2."),
         (["-m", "optimizer=sgd,nosuch"], "optimizer=nosuch: there is no conf/optimizer/nosuch.yaml"),
         (["logger=tensorboard"], ("logger=tensorboard: there is no conf/logger/tensorboard.yaml; choose one of "
                                   "none, wandb.")),
