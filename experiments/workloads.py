@@ -301,13 +301,18 @@ def train_member(wl: Mapping[str, Any], data: Data, method: str, hp: Mapping[str
         idx = perm[pos : pos + B]
         pos += B
         # the usual closure (zero grads, mean loss, backward); vSGD-fd also takes its per-sample gradients from it
+        x, y = data.x_train[idx], data.y_train[idx]
         try:
-            loss = opt.step(PerSampleClosure(model, F.cross_entropy, data.x_train[idx], data.y_train[idx]))
+            loss = opt.step(PerSampleClosure(model, F.cross_entropy, x, y))
         except (AssertionError, RuntimeError, ValueError, ZeroDivisionError):
-            # an optimizer that raises on non-finite values (DoG asserts G > 0) has diverged; on finite ones
-            # the error is the code's, and it propagates (the runner records the member as failed)
-            if all(bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all()))
-                   for p in model.parameters()):
+            # an optimizer that raises on non-finite values has diverged (DoG asserts G > 0; VSGD's sampled
+            # curvature cannot draw labels from a non-finite output); on finite ones the error is the code's,
+            # and it propagates (the runner records the member as failed)
+            with torch.no_grad():
+                finite = bool(torch.isfinite(F.cross_entropy(model(x), y))) and all(
+                    bool(torch.isfinite(p).all()) and (p.grad is None or bool(torch.isfinite(p.grad).all()))
+                    for p in model.parameters())
+            if finite:
                 raise
             loss = None
         if loss is None or not math.isfinite(float(loss.detach())) or (step in checks and not all(
