@@ -326,3 +326,28 @@ def test_vsgdfd_invalid_arguments_raise_clear_errors():
         opt.step()
     with pytest.raises(RuntimeError, match="PerSampleClosure"):
         vsgd.VSGDfd(params, reweight="orthogonal").step(lambda: torch.zeros(()))
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_skipping_the_finished_bootstrap_changes_no_bit(n):
+    # Once every member is past its bootstrap (the state's Python ints seen_all / n0_max), the step skips the
+    # bootstrap arithmetic; a state without them (saved before they existed) takes the full path. Both must agree.
+    from vsgd.fd import init, update
+
+    dtype = torch.float32
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(3, 5, 4, generator=g, dtype=dtype)]
+    hp = RULE.hp_tensors([{}, {"n0": 20.0}, {"sparse": 2.0, "fd_step": 1.0}], dtype=dtype, device="cpu")
+    fast = init(params, hp)
+    full = {k: v for k, v in fast.items() if k not in ("seen_all", "n0_max")}
+    for t in range(30):
+        grads = [torch.randn(params[0].shape, generator=g, dtype=dtype)]
+        ex = {"batch_size": n, "grad_at": lambda s: [grads[0] + 0.7 * s[0]], "sq_grad_mean": [grads[0] ** 2 * 1.3],
+              "nonzero_count": [(grads[0] != 0).to(dtype) * n]}
+        u_fast, fast = update(grads, fast, params, hp, ex)
+        u_full, full = update(grads, full, params, hp, ex)
+        assert torch.equal(u_fast[0], u_full[0]), t
+        for k, v in full.items():
+            assert all(torch.equal(a, b) for a, b in zip(v, fast[k])) if isinstance(v, list) else torch.equal(v, fast[k])
+        params = [params[0] + u_fast[0]]
+    assert fast["seen_all"] >= fast["n0_max"]  # the fast path was taken for the later steps
