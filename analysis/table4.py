@@ -112,7 +112,9 @@ def markdown(t: pd.DataFrame) -> str:
              "results/records/workloads (docs/table4.md: the workloads, budgets and subsets, and where vSGD loses).",
              "* CIFAR: approximate pixels (the JPEG copy of batch 1). SGD-mom: SGD with momentum 0.9 at the "
              "learning rate of its grid with the lowest mean test error (the grid's runs are its tuning cost, "
-             "last rows). A blank cell: not run yet.", "", head, "|---" * (len(wls) + 1) + "|"]
+             "last rows). A blank cell: not run yet. (n div.): members whose loss became non-finite, counted as 100 %; "
+             "with 3 seeds Welch's test cannot separate such a spread cell from the best, so it can be bold (as "
+             "in Tables 2-3): read the count.", "", head, "|---" * (len(wls) + 1) + "|"]
     for m in methods:
         cells = []
         for w in wls:
@@ -183,7 +185,8 @@ def curves_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Path]:
         fig.tight_layout(rect=(0, 0, 1, 0.93))
         fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=min(7, len(handles)),
                    bbox_to_anchor=(0.5, 0.0), frameon=False)
-        fig.suptitle("Table 4 workloads: test error during training (mean over seeds; SGD-mom at its picked lr)")
+        fig.suptitle("Table 4 workloads: test error during training (mean over seeds; a diverged member drops out after its "
+                     "last point; SGD-mom at its picked lr)")
         return save_png_pdf(fig, out, "table4_curves")
 
 
