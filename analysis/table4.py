@@ -107,14 +107,14 @@ def markdown(t: pd.DataFrame) -> str:
     methods = _order(t.method.unique(), METHODS)
     head = "| method | " + " | ".join(WORKLOAD_LABELS.get(w, w) for w in wls) + " |"
     lines = ["# Table 4: today's small workloads (issue 34)", "",
-             "Final test error (%), mean ± std over seeds; **bold**: best of its workload and every method not "
+             ("Final test error (%), mean ± std over seeds; **bold**: best of its workload and every method not "
              f"significantly different from it (Welch's t-test, p = {ALPHA}). Written by `python -m analysis` from "
-             "results/records/workloads (docs/table4.md: the workloads, budgets and subsets, and where vSGD loses).",
-             "* CIFAR: approximate pixels (the JPEG copy of batch 1). SGD-mom: SGD with momentum 0.9 at the "
+             "results/records/workloads (docs/table4.md: the workloads, budgets and subsets, and where vSGD loses)."),
+             ("* CIFAR: approximate pixels (the JPEG copy of batch 1). SGD-mom: SGD with momentum 0.9 at the "
              "learning rate of its grid with the lowest mean test error (the grid's runs are its tuning cost, "
              "last rows). A blank cell: not run yet. (n div.): members whose loss became non-finite, counted as 100 %; "
              "with 3 seeds Welch's test cannot separate such a spread cell from the best, so it can be bold (as "
-             "in Tables 2-3): read the count.", "", head, "|---" * (len(wls) + 1) + "|"]
+             "in Tables 2-3): read the count."), "", head, "|---" * (len(wls) + 1) + "|"]
     for m in methods:
         cells = []
         for w in wls:

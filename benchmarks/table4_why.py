@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import workloads as W  # noqa: E402
-from vsgd import PerSampleClosure  # noqa: E402
+from experiments import workloads as W
+from vsgd import PerSampleClosure
 
 
 def log_steps(total: int) -> list[int]:

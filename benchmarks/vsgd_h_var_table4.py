@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import workloads as W  # noqa: E402
+from experiments import workloads as W
 
 WORKLOADS = ["sparse_logreg", "mnist_cnn", "cifar_resnet", "char_lstm", "char_transformer"]
 

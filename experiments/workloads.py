@@ -42,11 +42,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 import vsgd
-from vsgd import PerSampleClosure
-
 from experiments import results, torch_members
 from experiments.data import DataError, load
 from experiments.trainer import Member, MemberResult
+from vsgd import PerSampleClosure
 
 FAMILY = "workloads"  # the folder of this family in the store and the records
 VSGD_MODES = {"vsgd_l": "l", "vsgd_b": "b", "vsgd_g": "g"}
@@ -411,7 +410,7 @@ def run(cfg: DictConfig):
                 if records is not None:
                     results.sync(store, records, only=(wl["name"], method))
                 print(f"[{wl['name']} {method}] seed {seed} {hp or ''}: test {out.test_error:.2f}% "
-                      f"train loss {out.train_loss:.4g}{' DIVERGED at step %d' % out.diverged_step if out.diverged else ''}"
+                      f"train loss {out.train_loss:.4g}{f' DIVERGED at step {out.diverged_step}' if out.diverged else ''}"
                       f" ({out.seconds:.1f}s, {out.steps} steps)", flush=True)
     df = results.load(store)
     return df[df.config_hash.isin(set(hashes))].copy() if len(df) else df

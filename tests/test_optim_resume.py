@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import baselines  # noqa: F401  (registers the baselines' rules)
+import baselines
 import vsgd
 from vsgd import VSGD, VSGDfd
 from vsgd.core import REGISTRY
@@ -49,19 +49,19 @@ def batch(t, n=8, d=6, classes=3, dtype=torch.float32):
 # One entry per front-end; ``graph``: the closure's backward keeps the graph (SMD's Hessian-vector products),
 # ``per_sample``: step with a vsgd.PerSampleClosure.
 FRONTENDS = {
-    "vsgd_l": dict(make=lambda m, ps: VSGD(ps, mode="l", model=m, loss="cross_entropy", n0=2)),
-    "vsgd_l robust": dict(make=lambda m, ps: VSGD(ps, mode="l", model=m, loss="cross_entropy", n0=2, h_rel=0.1,
-                                                  h_var=True)),
-    "vsgd_b": dict(make=lambda m, ps: VSGD(ps, mode="b", model=m, loss="cross_entropy", n0=2)),
-    "vsgd_b group": dict(make=lambda m, ps: VSGD(ps, mode="b", blocks="group", model=m, loss="cross_entropy", n0=2)),
-    "vsgd_g": dict(make=lambda m, ps: VSGD(ps, mode="g", model=m, loss="cross_entropy", n0=2)),
-    "vsgd_fd": dict(make=lambda m, ps: VSGDfd(ps, n0=2)),
-    "vsgd_fd per-sample": dict(make=lambda m, ps: VSGDfd(ps, n0=2), per_sample=True),
-    "sgd": dict(make=lambda m, ps: baselines.SGD(ps, eta0=0.05, gamma=1e-3)),
-    "adagrad": dict(make=lambda m, ps: baselines.Adagrad(ps, eta0=0.05)),
-    "almeida": dict(make=lambda m, ps: baselines.Almeida(ps, eta0=0.01, tau=10.0)),
-    "amari": dict(make=lambda m, ps: baselines.Amari(ps, eta0=0.01, tau=10.0)),
-    "smd": dict(make=lambda m, ps: baselines.SMD(ps, eta0=0.05, mu=1e-3, tau=10.0), graph=True),
+    "vsgd_l": {"make": lambda m, ps: VSGD(ps, mode="l", model=m, loss="cross_entropy", n0=2)},
+    "vsgd_l robust": {"make": lambda m, ps: VSGD(ps, mode="l", model=m, loss="cross_entropy", n0=2, h_rel=0.1,
+                                                  h_var=True)},
+    "vsgd_b": {"make": lambda m, ps: VSGD(ps, mode="b", model=m, loss="cross_entropy", n0=2)},
+    "vsgd_b group": {"make": lambda m, ps: VSGD(ps, mode="b", blocks="group", model=m, loss="cross_entropy", n0=2)},
+    "vsgd_g": {"make": lambda m, ps: VSGD(ps, mode="g", model=m, loss="cross_entropy", n0=2)},
+    "vsgd_fd": {"make": lambda m, ps: VSGDfd(ps, n0=2)},
+    "vsgd_fd per-sample": {"make": lambda m, ps: VSGDfd(ps, n0=2), "per_sample": True},
+    "sgd": {"make": lambda m, ps: baselines.SGD(ps, eta0=0.05, gamma=1e-3)},
+    "adagrad": {"make": lambda m, ps: baselines.Adagrad(ps, eta0=0.05)},
+    "almeida": {"make": lambda m, ps: baselines.Almeida(ps, eta0=0.01, tau=10.0)},
+    "amari": {"make": lambda m, ps: baselines.Amari(ps, eta0=0.01, tau=10.0)},
+    "smd": {"make": lambda m, ps: baselines.SMD(ps, eta0=0.05, mu=1e-3, tau=10.0), "graph": True},
 }
 RULE_OF = {"vsgd_l robust": "vsgd_l", "vsgd_b group": "vsgd_g", "vsgd_fd per-sample": "vsgd_fd"}
 
@@ -185,7 +185,7 @@ def test_a_parameter_without_grad_gets_state_only_when_it_has_one(name):
             assert p not in opt.state or not opt.state[p], f"{name}: state for a parameter that never had a gradient"
         model.register_forward_hook(lambda m, i, out: out + p)  # from now on the parameter is used
 
-    if name.startswith("vsgd_l") or name.startswith("vsgd_b"):
+    if name.startswith(("vsgd_l", "vsgd_b")):
         pytest.skip("VSGD(model=...) takes curvature from the model's own Linear layers: a parameter outside the "
                     "model is refused at construction (test_optim_contract item 13)")
     resume_matches_uninterrupted(spec, torch.float64, make_params=make_params, between=between,

@@ -103,7 +103,7 @@ def init(params, hp):
         "eta": zeros(), "step": like.new_zeros(K), "seen": like.new_zeros(K),
         # Python ints (all members see the same minibatches): once every member is past its bootstrap the step
         # skips the bootstrap's arithmetic (its values were discarded by torch.where anyway)
-        "seen_all": 0, "n0_max": int(math.ceil(float(hp["n0"].max()))),
+        "seen_all": 0, "n0_max": math.ceil(float(hp["n0"].max())),
     }
 
 
