@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import results
 from experiments.data import PROJECT_ROOT, DataError, load
 from experiments.mlp import EVAL_BATCH, FusedSGD, MLPSpec
-from experiments.trainer import STOP, TENSOR_EXTRAS, Member, Snapshot, Stopped, state_elements, train_ensemble
+from experiments.trainer import TENSOR_EXTRAS, Member, Snapshot, Stopped, state_elements, train_ensemble
 from vsgd import __version__ as code_version
 from vsgd.core import Rule, get_rule
 
@@ -347,7 +347,7 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
         snapshot = None
         if cfg.get("snapshot_minutes") and trainer.snapshots:
             snapshot = Snapshot(chunk_snapshot(store, bench.name, name, [h for _, h in part]),
-                                every_s=60.0 * float(cfg.snapshot_minutes))
+                                every_s=60.0 * float(cfg.snapshot_minutes), listing=json.dumps([h for _, h in part]))
         try:
             out = trainer.train([m for m, _ in part], data, epochs=epochs, device=device, dtype=dtype,
                                 progress=progress,  # curve_at_start: Supp. Fig. 9 (a point at step 0)
@@ -417,13 +417,10 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
 
 
 def chunk_snapshot(store: Path, benchmark: str, optimizer: str, hashes: list[str]) -> Path:
-    """The snapshot file of a chunk of members (their config hashes), with a ``.json`` beside it that lists
-    them, so that a later run of the job finds the chunk again whatever its chunk size (:func:`saved_chunks`)."""
+    """The snapshot file of a chunk of members (their config hashes); at its first save a ``.json`` beside it
+    lists them, so that a later run of the job finds the chunk again whatever its chunk size (:func:`saved_chunks`)."""
     digest = hashlib.sha256(" ".join(hashes).encode()).hexdigest()[:16]
-    path = Path(store) / "partial" / benchmark / optimizer / f"{digest}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    results.write_atomic(path.with_suffix(".json"), json.dumps(hashes))
-    return path
+    return Path(store) / "partial" / benchmark / optimizer / f"{digest}.pt"
 
 
 def saved_chunks(store: Path, benchmark: str, optimizer: str, todo: list) -> list[list]:
@@ -608,11 +605,14 @@ def stop_on_sigterm() -> None:
     finished before are in the store already. Exit status 5. A second SIGTERM ends the process at once."""
     import signal
 
+    from experiments import trainer  # by module, not the Event itself: a launcher pickles main() by value with
+    # the globals it uses, and an Event (a lock) cannot be pickled (tests/test_launchers.py)
+
     def handler(signum, frame):
-        if STOP.is_set():
+        if trainer.STOP.is_set():
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
-        STOP.set()
+        trainer.STOP.set()
         print("[run] SIGTERM: stopping at the next divergence check.", file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGTERM, handler)

@@ -80,6 +80,7 @@ class Snapshot:
     every_s: float = 600.0
     capture: Callable[[], Any] | None = None  # set by the trainer
     restore: Callable[[Any], None] | None = None
+    listing: str | None = None  # written beside the file (``<name>.json``) at the first save: who the chunk is
 
     def load(self, ident: list, total_steps: int) -> dict[str, Any] | None:
         path = Path(self.path)
@@ -103,6 +104,9 @@ class Snapshot:
         path = Path(self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if self.listing is not None and not path.with_suffix(".json").is_file():
+            tmp.write_text(self.listing)
+            os.replace(tmp, path.with_suffix(".json"))
         torch.save(snap, tmp)
         os.replace(tmp, path)
 
