@@ -47,6 +47,8 @@ trained M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architectu
   supp_fig10 test error against C (Supp. Fig. 10): vSGD-l/b/g, 9 C, M0 2 seeds, M1 1 seed (M2 not run:
              about 8 CPU-hours)                                       measured 2026-12-05: 104 min (38 CPU-min)
              (both measured beside 3-5 other jobs on this machine; alone, about the CPU time)
+  table4     today's small workloads (issue 34): 5 nn.Module workloads x every method x 3 seeds, minibatches
+             (docs/table4.md)                                 measured 2026-12-05: 0.5 CPU-hours (records' sum)
   supp_fig3  vSGD-l on M1 with 800 hidden units, 100 epochs, 2 seeds (Supp. Fig. 3); resumable: the
              run saves itself every 10 min, run it again to go on   projected: ~10 h (322 member-updates/s
              measured 2026-12-05 beside 2 other jobs; 6 million updates per seed)
@@ -123,7 +125,7 @@ analysis() {
 }
 
 # The targets that run experiments and then the analysis (dispatched in the second `case` below).
-RUN_TARGETS="quick table1 table2 table3 fig2 suite_1d beyond unit_suite supp_fig3 supp_fig9 supp_fig10 figures all"
+RUN_TARGETS="quick table1 table2 table3 fig2 suite_1d beyond table4 unit_suite supp_fig3 supp_fig9 supp_fig10 figures all"
 
 target="${1:-}"
 [[ $# -gt 0 ]] && shift
@@ -161,6 +163,7 @@ case "$target" in
   quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;  # STORE, OUT: set above
   table1|table2|table3|suite_1d|unit_suite) run_experiment "$target" "$@" ;;
   beyond) run_experiment beyond_tables "$@" ;;
+  table4) run_experiment table4 "$@" ;;
   fig2) run_experiment fig2_nonstationary "$@" ;;
   supp_fig9)  # the XOR setups (store/synthetic), then the benchmarks' short runs (one multirun)
     run_experiment supp_fig9_xor "$@"; run_experiment supp_fig9_critical_c -m benchmark=m0,c0,m1,cr "$@" ;;

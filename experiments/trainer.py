@@ -427,7 +427,7 @@ def lockstep(
                     and time.perf_counter() - last_save >= snapshot.every_s):
                 save()
                 last_save = time.perf_counter()
-        if STOP.is_set() and t % CHECK_EVERY == 0 and t < total_steps:
+        if t % CHECK_EVERY == 0 and STOP.is_set() and t < total_steps:  # the cheap test first: every step
             if snapshot is not None and len(dead) < K:
                 save()
             raise Stopped(f"stopped at step {t:,} of {total_steps:,}"

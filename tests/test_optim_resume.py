@@ -18,11 +18,11 @@ Small models only (a 6-8-3 tanh MLP): the file runs in seconds.
 from __future__ import annotations
 
 import copy
-import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_optim_contract import mlp  # pytest puts tests/ on sys.path
 from torch import nn
 
 import baselines
@@ -31,14 +31,6 @@ from vsgd import VSGD, VSGDfd
 from vsgd.core import REGISTRY
 
 N = 6  # steps before the save, and after it
-
-
-def mlp(seed=0, dtype=torch.float32, sizes=(6, 8, 3)):
-    torch.manual_seed(seed)
-    layers = []
-    for a, b in itertools.pairwise(sizes):
-        layers += [nn.Linear(a, b), nn.Tanh()]
-    return nn.Sequential(*layers[:-1]).to(dtype)
 
 
 def batch(t, n=8, d=6, classes=3, dtype=torch.float32):
