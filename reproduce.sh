@@ -29,7 +29,8 @@ Usage: ./reproduce.sh TARGET [hydra overrides passed to every run, e.g. device=c
 Targets (wall time on this project's 2-core CPU machine, measured 2026-11-23, or projected: table1, table2 and
 all as results/wall_time.md projects them now, from the runs' own wall times and, for the grid members still to
 run, the rates the current code measured, benchmarks/roofline.csv; device=cuda runs the same code: an H200
-trained M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "On CUDA"):
+trained M2's 7-seed cells in 4-9 min a cell, seven jobs at once, docs/architecture.md "On CUDA"; the rates an H100
+measured, benchmarks/roofline_h100.csv, price M2's SGD, AdaGrad and SMD grids on one GPU: results/wall_time.md):
   quick      M0 and C0 with every method, 1 epoch, 2 seeds, and the noisy quadratic; then the analysis,
              in a store and output folder of its own (store/quick, results/quick: the committed
              results/ and results/records/ are left as they are; STORE= and OUT= override)

@@ -17,6 +17,7 @@ guessed. Writes ``results/wall_time.{md,csv}``.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from analysis.common import label, log
 
 PAPER_SEEDS = 10  # Tables 2, 3: "averaged over 10 runs"
 RATES = common.PROJECT_ROOT / "benchmarks" / "roofline.csv"  # measured member-updates/s of the current code
+GPU_RATES = common.PROJECT_ROOT / "benchmarks" / "roofline_h100.csv"  # the same on a lent H100 (session 25)
 
 
 def measured_rates(path: Path = RATES) -> dict[tuple[str, str], float]:
@@ -38,6 +40,38 @@ def measured_rates(path: Path = RATES) -> dict[tuple[str, str], float]:
     t = pd.read_csv(path)
     t = t[(t.K == t.runner_K) & (t.device == "cpu")]
     return {(r.benchmark, r.rule): float(r.updates_per_s) for r in t.itertuples()}
+
+
+def gpu_rates(path: Path = GPU_RATES) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """{(benchmark, rule): [(K, member-updates/s), ...]} measured on a GPU (``benchmarks/gpu_check.sh``'s
+    roofline); {} when the file is missing."""
+    if not Path(path).is_file():
+        return {}
+    t = pd.read_csv(path)
+    out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in t[t.device.astype(str).str.startswith("cuda")].itertuples():
+        out.setdefault((r.benchmark, r.rule), []).append((int(r.K), float(r.updates_per_s)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def rate_at(measured: list[tuple[int, float]], k: int) -> float:
+    """Member-updates/s at chunk size ``k`` from rates measured at a few K (sorted): linear in K between two
+    measured K (a rate per member grows with K until the step is bandwidth-bound), the nearest measurement
+    outside them."""
+    if k <= measured[0][0]:
+        return measured[0][1]
+    for (k0, r0), (k1, r1) in itertools.pairwise(measured):
+        if k <= k1:
+            return r0 + (r1 - r0) * (k - k0) / (k1 - k0)
+    return measured[-1][1]
+
+
+def gpu_seconds(left: int, steps: float, measured: list[tuple[int, float]] | None) -> float:
+    """Seconds for ``left`` members of ``steps`` updates each, in one chunk, at :func:`rate_at` ``left``; NaN
+    without a measurement."""
+    if not measured:
+        return np.nan
+    return left * steps / rate_at(measured, left) if left and np.isfinite(steps) else 0.0
 
 
 def _hours(seconds: float) -> str:
@@ -77,6 +111,7 @@ def table1_time(inp: tables.Inputs, rates: dict[tuple[str, str], float] | None =
     (:func:`measured_rates`; the records' mean per member for a rule it lacks); ``seconds_full_grid``: the
     whole grid at the records' mean per member alone."""
     rates = measured_rates() if rates is None else rates
+    on_gpu = gpu_rates()
     rows = []
     df = inp.df
     for (bench, method), g in df.groupby(["benchmark", "optimizer"], sort=False):
@@ -84,7 +119,8 @@ def table1_time(inp: tables.Inputs, rates: dict[tuple[str, str], float] | None =
             continue
         g = tables.tuning_records(g)  # the tuning runs: the first 2 seeds of each setting, as Table 1 scores them
         size = common.grid_size(inp.grids.get(method))
-        per_member = float(g.seconds.mean())
+        cpu = g[devices.on_cpu(g)]  # a GPU's seconds are not this CPU's: price the rest from the CPU's records
+        per_member = float((cpu if len(cpu) else g).seconds.mean())
         measured = float(g.seconds.sum())
         left = max(0, size * common.TUNING_SEEDS - len(g)) if size else 0
         rate = rates.get((bench, method))
@@ -96,7 +132,8 @@ def table1_time(inp: tables.Inputs, rates: dict[tuple[str, str], float] | None =
                      "members_left": left, "updates_per_s": rate if from_rate else np.nan,
                      "seconds_left": rest if size else np.nan,
                      "seconds_full_grid": per_member * size * common.TUNING_SEEDS if size else np.nan,
-                     "seconds_full_grid_rates": measured + rest if size else np.nan})
+                     "seconds_full_grid_rates": measured + rest if size else np.nan,
+                     "seconds_left_gpu": gpu_seconds(left, steps, on_gpu.get((bench, method))) if size else np.nan})
     return _ordered(pd.DataFrame(rows))
 
 
@@ -152,22 +189,29 @@ def markdown(t23: pd.DataFrame, t1: pd.DataFrame, missing: dict[str, list[str]])
                    "measured for that rule and network at the runner's chunk size (`benchmarks/roofline.csv`, "
                    "one thread, quiet CPU); where it has no rate (–), at the grid's own mean per member in the "
                    "records. The last column prices the whole grid at the records' mean alone (older code for "
-                   "most partial grids, and often beside another job)."), "",
+                   "most partial grids, and often beside another job). *Left on one H100* prices the members left "
+                   "at the rate the same code measured on a lent NVIDIA H100 (`benchmarks/roofline_h100.csv`, "
+                   "`benchmarks/gpu_check.sh`) for a chunk of all the members left, linear in K between the K it "
+                   "measured; – where the H100 did not measure the rule and network."), "",
                   ("| Benchmark | Method | settings run / grid | members | measured | left | rate (/s) | "
-                   "full grid x 2 seeds (projected) | from the records alone |"),
-                  "|---|---|---|---|---|---|---|---|---|"]
+                   "full grid x 2 seeds (projected) | from the records alone | left on one H100 (projected) |"),
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in t1.itertuples():
             size = "?" if pd.isna(r.grid_size) else int(r.grid_size)
             rate = "–" if pd.isna(r.updates_per_s) else f"{r.updates_per_s:,.0f}"
             lines.append(f"| {r.benchmark} | {label(r.method)} | {r.settings} / {size} | {r.members} | "
                          f"{_hours(r.seconds)} | {r.members_left} | {rate} | {_hours(r.seconds_full_grid_rates)} | "
-                         f"{_hours(r.seconds_full_grid)} |")
+                         f"{_hours(r.seconds_full_grid)} | {_hours(r.seconds_left_gpu)} |")
+        gpu = t1[t1.seconds_left_gpu.notna() & (t1.members_left > 0)]
         lines += ["", (f"Measured: **{_hours(t1.seconds.sum())}**; the grids above in full (projected): "
                   f"**{_hours(np.nansum(t1.seconds_full_grid_rates))}**, of which {_hours(np.nansum(t1.seconds_left))} is "
                   f"still to run ({_hours(np.nansum(t1.seconds_full_grid))} for the full grids at the "
                   "records' own rates). The records at the paper's setting count in both tables (its first 2 seeds "
                   "are tuning runs too). The rates are of one job alone on a quiet CPU: two jobs at once take "
-                  "longer each (docs/architecture.md, \"Two jobs at once\")."), ""]
+                  "longer each (docs/architecture.md, \"Two jobs at once\")."
+                  + (f" What the H100 measured prices {', '.join(f'{b} {label(m)}' for b, m in zip(gpu.benchmark, gpu.method))}"
+                     f" at {_hours(gpu.seconds_left_gpu.sum())} on one H100 against {_hours(gpu.seconds_left.sum())} "
+                     "on this CPU (projected both)." if len(gpu) else "")), ""]
     return "\n".join(lines)
 
 

@@ -16,6 +16,10 @@ Hessian-vector product): the compiled step computes them inside its fused loops 
 (the eager step does: the CSV's ``bytes_eager_grad_extras`` is that extra traffic, written and read), nor
 the forward pass's read of the weights. So SGD = 2 P, AdaGrad = 4 P, SMD = 4 P, vSGD-b/-g = 6 P, vSGD-l = 10 P
 floats (g_bar, v_bar, h_bar, tau): a lower bound on the traffic, which is the roofline's point.
+Plain SGD's hand-fused step (``experiments.mlp.FusedSGD``) defers the rank-1 updates of its large matrices and
+folds them into the weights once every ``rank`` (16) steps, so a deferred matrix of n weights is counted
+2 n / 16 per update, not 2 n (the first count, 2 P, put the H100's SGD at 1.1-4.9x its memory bandwidth:
+a count that low is no bound). ``working_set_MB`` is the distinct bytes of a chunk (K x parameters and state).
 
 The limit is this machine's measured bandwidth, one thread (the runner's ``threads=1``), a STREAM "add"
 ``c = a + b`` (3 arrays): from DRAM (arrays of 64 MB) and from the last-level cache (arrays totalling 12
@@ -38,7 +42,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.throughput import bench_spec, ensemble_rate
-from experiments.mlp import MLPSpec
+from experiments.mlp import FusedSGD, MLPSpec
 from experiments.run import CPU_CACHE_BYTES, auto_chunk_size
 from experiments.trainer import TENSOR_EXTRAS, state_elements
 from vsgd.core import Rule, get_rule
@@ -50,9 +54,15 @@ def update_bytes(rule: Rule, spec: MLPSpec, *, itemsize: int = 4) -> dict[str, i
     """Bytes one member's update must move, by part (see the module docstring) and in all (``total``)."""
     P = spec.n_params
     fused = rule.scalar_rate is not None and not rule.extras
-    parts = {"params": 2 * P, "state": 2 * state_elements(rule, spec)}
-    parts = {k: v * itemsize for k, v in parts.items()}
+    params = 2 * P
+    if fused:  # FusedSGD: a deferred matrix is read and written once per fold of `rank` steps
+        f = FusedSGD(spec)
+        params = 2 * sum((a * b / f.rank if f.deferred(a, b, first=k == 0) else a * b) + b  # weights, biases
+                         for k, (a, b) in enumerate(zip(spec.layers[:-1], spec.layers[1:])))
+    state = state_elements(rule, spec)
+    parts = {"params": round(params * itemsize), "state": 2 * state * itemsize}
     parts["total"] = sum(parts.values())
+    parts["distinct"] = (P + state) * itemsize  # one member's parameters and state, each once
     # not in the total: what the eager step also streams (the compiled step keeps them in registers)
     parts["eager_grad_extras"] = (0 if fused else 2 * P + 2 * P * sum(e in TENSOR_EXTRAS for e in rule.extras)) * itemsize
     return parts
@@ -82,6 +92,46 @@ def machine_bandwidth(device: str) -> dict[str, float]:
     return {"dram": stream_bandwidth(16 << 20), "cache": stream_bandwidth(1 << 20)}
 
 
+def roofline_row(device: str, name: str, rule_name: str, K: int, runner_k: int, rate: float,
+                 bw: dict[str, float], device_name: str = "") -> dict:
+    """One CSV row: a measured rate (member-updates/s) held against the bytes counted for it."""
+    spec, cfg = bench_spec(name)
+    parts = update_bytes(get_rule(rule_name), spec)
+    working_set = K * parts["distinct"]
+    level = "cache" if working_set <= CPU_CACHE_BYTES and not device.startswith("cuda") else "dram"
+    achieved = rate * parts["total"]
+    return {
+        "device": device, "device_name": device_name, "benchmark": cfg.name, "rule": rule_name, "K": K,
+        "runner_K": runner_k, "n_params": spec.n_params, "bytes_per_update": parts["total"],
+        **{f"bytes_{k}": v for k, v in parts.items() if k not in ("total", "distinct")},
+        "working_set_MB": round(working_set / 1e6, 2), "updates_per_s": round(rate, 1),
+        "achieved_GBps": round(achieved / 1e9, 2), "dram_GBps": round(bw["dram"] / 1e9, 2),
+        "cache_GBps": round(bw["cache"] / 1e9, 2), "limit": level,
+        "fraction_of_dram": round(achieved / bw["dram"], 3),
+        "fraction_of_limit": round(achieved / bw[level], 3),
+    }
+
+
+def write_rows(rows: list[dict], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def recount(path: str, device_name: str | None = None) -> list[dict]:
+    """The rows of a roofline CSV with their byte columns counted again by the current ``update_bytes``; the
+    measurements (rate, bandwidths, K, the runner's K) are kept as they are."""
+    with open(path) as f:
+        old = list(csv.DictReader(f))
+    rows = []
+    for r in old:
+        bw = {"dram": float(r["dram_GBps"]) * 1e9, "cache": float(r["cache_GBps"]) * 1e9}
+        rows.append(roofline_row(r["device"], r["benchmark"].lower(), r["rule"], int(r["K"]), int(r["runner_K"]),
+                                 float(r["updates_per_s"]), bw, device_name or r.get("device_name") or ""))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--benchmarks", nargs="+", default=["m0", "m1", "m2", "c1"])
@@ -93,8 +143,14 @@ def main() -> None:
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "roofline.csv"))
     ap.add_argument("--png", default=str(ROOT / "benchmarks" / "roofline.png"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from --csv")
+    ap.add_argument("--recount", action="store_true",
+                    help="count the bytes of --csv's rows again with the current model (rates kept), rewrite it and redraw")
+    ap.add_argument("--device-name", help="with --recount: the device's name where the CSV lacks it")
     args = ap.parse_args()
-    if args.plot_only:
+    if args.plot_only or args.recount:
+        if args.recount:
+            write_rows(recount(args.csv, args.device_name), args.csv)
+            print(f"wrote {args.csv}")
         with open(args.csv) as f:
             plot(list(csv.DictReader(f)), args.png)
         return
@@ -103,38 +159,23 @@ def main() -> None:
 
     keep_freed_memory()
     bw = machine_bandwidth(args.device)
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     print(f"measured bandwidth, one thread: DRAM {bw['dram'] / 1e9:.1f} GB/s, cache {bw['cache'] / 1e9:.1f} GB/s", flush=True)
     rows = []
     for name, rule_name in itertools.product(args.benchmarks, args.rules):
         spec, cfg = bench_spec(name)
         rule = get_rule(rule_name)
-        parts = update_bytes(rule, spec)
         fused = rule.scalar_rate is not None and not rule.extras
         runner_k = auto_chunk_size(spec, fused, torch.float32, torch.device(args.device), 10_000, rule=rule)
         ks = sorted(set(args.ks) | ({runner_k} if args.runner_k else set()))
         for K in ks:
             rate = ensemble_rate(spec, rule_name, K, args.seconds, device=args.device)
-            working_set = K * parts["total"] / 2  # distinct bytes: each tensor once
-            level = "cache" if working_set <= CPU_CACHE_BYTES and not args.device.startswith("cuda") else "dram"
-            achieved = rate * parts["total"]
-            rows.append({
-                "device": args.device, "benchmark": cfg.name, "rule": rule_name, "K": K, "runner_K": runner_k,
-                "n_params": spec.n_params, "bytes_per_update": parts["total"],
-                **{f"bytes_{k}": v for k, v in parts.items() if k != "total"},
-                "working_set_MB": round(working_set / 1e6, 2), "updates_per_s": round(rate, 1),
-                "achieved_GBps": round(achieved / 1e9, 2), "dram_GBps": round(bw["dram"] / 1e9, 2),
-                "cache_GBps": round(bw["cache"] / 1e9, 2), "limit": level,
-                "fraction_of_dram": round(achieved / bw["dram"], 3),
-                "fraction_of_limit": round(achieved / bw[level], 3),
-            })
-            r = rows[-1]
+            r = roofline_row(args.device, name, rule_name, K, runner_k, rate, bw, device_name)
+            rows.append(r)
             print(f"{cfg.name:3s} {rule_name:8s} K={K:<4d}{'*' if K == runner_k else ' '} {rate:9,.0f} updates/s "
                   f"{r['achieved_GBps']:6.1f} GB/s = {r['fraction_of_dram']:5.2f} of DRAM, {r['fraction_of_limit']:5.2f} of "
-                  f"{level} (working set {r['working_set_MB']} MB)", flush=True)
-            with open(args.csv, "w", newline="") as f:  # after every row: a run cut short keeps what it measured
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+                  f"{r['limit']} (working set {r['working_set_MB']} MB)", flush=True)
+            write_rows(rows, args.csv)  # after every row: a run cut short keeps what it measured
     print(f"wrote {args.csv}")
     plot(rows, args.png)
 
@@ -148,7 +189,8 @@ def plot(rows: list[dict], path: str) -> None:
 
     benches = list(dict.fromkeys(r["benchmark"] for r in rows))
     rules = list(dict.fromkeys(r["rule"] for r in rows))
-    fig, axes = plt.subplots(1, len(benches), figsize=(4 * len(benches), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(benches), figsize=(4 * len(benches) + 1.4, 3.6), sharey=True, squeeze=False,
+                             layout="constrained")
     for ax, b in zip(axes[0], benches):
         mine = [r for r in rows if r["benchmark"] == b]
         for rule in rules:
@@ -163,11 +205,14 @@ def plot(rows: list[dict], path: str) -> None:
             ax.axhline(float(mine[0]["cache_GBps"]), color="grey", ls=":", lw=1, label="L3 cache (measured)")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{b} ({mine[0]['device']})")
+        ax.set_title(f"{b} ({mine[0].get('device_name') or mine[0]['device']})")
         ax.set_xlabel("K (members per chunk; * = the runner's)")
     axes[0][0].set_ylabel("achieved GB/s (bytes counted per update)")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+    handles = {}  # every rule and line of every panel, once (a rule measured on one panel only is still named)
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right center")
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

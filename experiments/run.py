@@ -599,19 +599,29 @@ def apply_cli_selection(cfg: DictConfig) -> None:
             OmegaConf.update(cfg, key, chosen, force_add=True)
 
 
+SIGTERM_REPEAT_S = 2.0  # a SIGTERM sooner after the first is the same request (stop_on_sigterm)
+
+
 def stop_on_sigterm() -> None:
     """SIGTERM (``timeout``'s deadline, benchmarks/cuda_queue.sh) stops the running chunk at its next divergence
     check (at most ``CHECK_EVERY`` steps), after it saves its snapshot (``snapshot_minutes=N``); the members
-    finished before are in the store already. Exit status 5. A second SIGTERM ends the process at once."""
+    finished before are in the store already. Exit status 5. A second SIGTERM ends the process at once, if it
+    comes at least ``SIGTERM_REPEAT_S`` after the first: GNU ``timeout`` sends its signal to the command and
+    then to its own process group, which holds the command too, so one deadline arrives as two SIGTERMs
+    microseconds apart (on a lent H100 the runner took them as "stop now" and died mid-chunk, exit 143)."""
     import signal
 
     from experiments import trainer  # by module, not the Event itself: a launcher pickles main() by value with
     # the globals it uses, and an Event (a lock) cannot be pickled (tests/test_launchers.py)
+    first: list[float] = []
 
     def handler(signum, frame):
-        if trainer.STOP.is_set():
+        if trainer.STOP.is_set() and first and time.monotonic() - first[0] >= SIGTERM_REPEAT_S:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+        if first:  # the same request again (timeout's process-group copy): already stopping
+            return
+        first.append(time.monotonic())
         trainer.STOP.set()
         print("[run] SIGTERM: stopping at the next divergence check.", file=sys.stderr, flush=True)
 

@@ -374,6 +374,21 @@ def test_wall_time_of_the_grids_counts_the_first_two_seeds_and_projects_to_the_g
             assert r.seconds_full_grid == pytest.approx(np.mean(secs) * size * 2)
 
 
+def test_wall_time_prices_the_grids_left_at_the_gpus_measured_rate(tmp_path):
+    """The H100 column: the members left in one chunk, at the rate interpolated linearly in K."""
+    measured = [(1, 2_000.0), (10, 20_000.0), (100, 90_000.0), (2000, 95_000.0)]
+    assert wall_time.rate_at(measured, 10) == 20_000.0 and wall_time.rate_at(measured, 5000) == 95_000.0
+    assert wall_time.rate_at(measured, 55) == pytest.approx(55_000.0)
+    assert wall_time.gpu_seconds(950, 360_000, measured) == pytest.approx(950 * 360_000 / (90_000 + 5_000 * 850 / 1900))
+    assert wall_time.gpu_seconds(1, 360_000, measured) == pytest.approx(360_000 / 2_000)
+    assert wall_time.gpu_seconds(0, 360_000, measured) == 0.0
+    assert math.isnan(wall_time.gpu_seconds(10, 360_000, None))
+    csv_path = tmp_path / "roofline_gpu.csv"
+    pd.DataFrame([{"device": "cuda", "benchmark": "M2", "rule": "smd", "K": K, "updates_per_s": r} for K, r in measured]
+                 + [{"device": "cpu", "benchmark": "M2", "rule": "sgd", "K": 1, "updates_per_s": 1.0}]).to_csv(csv_path)
+    assert wall_time.gpu_rates(csv_path) == {("M2", "smd"): measured}  # CPU rows are not the GPU's
+
+
 def test_wall_time_lists_the_papers_methods_that_were_never_run(inp):
     t23 = wall_time.table23_time(inp)
     missing = wall_time.not_run(inp, t23)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,24 @@ def test_gpu_check_dry_run(tmp_path):
     assert "benchmark=m0 optimizer=adagrad grid=adagrad seeds=2" in queue and k >= 1
     assert list((tmp_path / "store" / "M0" / "adagrad").glob("*.json")), log  # members trained and stored
     assert (tmp_path / "cuda_queue.tgz").is_file() and (tmp_path / "roofline_cuda.png").is_file()
+
+
+def test_a_deadline_sent_twice_stops_cleanly():
+    """GNU ``timeout`` sends its SIGTERM to the command and again to its process group (which holds the command):
+    the runner must take the copy as the same request, not as "stop now" (on a lent H100 it died mid-chunk with
+    exit 143 before session 25); a SIGTERM ``SIGTERM_REPEAT_S`` later still ends the process at once."""
+    script = (
+        "import os, signal, sys, time\n"
+        "from experiments import run, trainer\n"
+        "run.stop_on_sigterm()\n"
+        "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.2)\n"
+        "print('stopping' if trainer.STOP.is_set() else 'not stopping', flush=True)\n"
+        "time.sleep(run.SIGTERM_REPEAT_S + 0.2)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(2)\n"
+        "print('still alive', flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert out.stdout.split() == ["stopping"], out.stdout + out.stderr
+    assert out.returncode == -signal.SIGTERM, out.stderr
