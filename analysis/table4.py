@@ -32,12 +32,31 @@ WORKLOADS = ("sparse_logreg", "mnist_cnn", "cifar_resnet", "char_lstm", "char_tr
 WORKLOAD_LABELS = {"sparse_logreg": "sparse LogReg", "mnist_cnn": "MNIST CNN", "cifar_resnet": "CIFAR ResNet*",
                    "char_lstm": "char LSTM", "char_transformer": "char Transformer"}
 METHODS = ("vsgd_l", "vsgd_b", "vsgd_g", "vsgd_fd", "adam", "sgdm", "dadapt_sgd", "dadapt_adam", "prodigy",
-           "sgd_schedulefree", "adamw_schedulefree", "dog", "cocob")
+           "sgd_schedulefree", "adamw_schedulefree", "dog", "cocob", "vsgd_l_no_cap", "vsgd_b_no_cap", "vsgd_g_no_cap")
 TUNED = {"sgdm"}  # methods run over a grid (experiments/workloads.settings_for)
+NO_CAP = "_no_cap"  # a vSGD-l/-b/-g member run before VSGD's step cap (session 25, vsgd/stepcap.py): its own row
 
 
 def method_label(m: str) -> str:
+    if m.endswith(NO_CAP):
+        return label(m[: -len(NO_CAP)]) + ", no step cap (before session 25)"
     return "SGD-mom (tuned lr)" if m == "sgdm" else label(m)
+
+
+def with_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """The records with ``optimizer`` naming the front-end variant: a ``VSGD`` member whose front-end settings
+    (``front_end``, part of its key) have no step cap becomes ``<method>_no_cap``, so the table keeps the old
+    default's members beside the new default's instead of mixing them in one cell."""
+    if df.empty or "front_end" not in df:
+        return df
+
+    def name(r) -> str:
+        fe = r.front_end if isinstance(r.front_end, dict) else {}
+        if r.optimizer in ("vsgd_l", "vsgd_b", "vsgd_g") and not fe.get("cap_step", False):
+            return r.optimizer + NO_CAP
+        return r.optimizer
+
+    return df.assign(optimizer=df.apply(name, axis=1))
 
 
 def load(store: Path | None = None) -> pd.DataFrame:
@@ -51,8 +70,7 @@ def load(store: Path | None = None) -> pd.DataFrame:
         results.sync(fam, records / FAMILY)
     if not fam.is_dir():
         return pd.DataFrame()
-    df = results.load(fam, with_curves=True)
-    return df
+    return with_variants(results.load(fam, with_curves=True))
 
 
 def _setting(row: pd.Series) -> str:
@@ -167,6 +185,8 @@ def curves_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Path]:
         handles = {}
         for ax, wl in zip(axes[0], wls):
             for m in _order(df[df.benchmark == wl].optimizer.unique(), METHODS):
+                if m.endswith(NO_CAP):  # the table's history rows; the figures show the current defaults
+                    continue
                 pick = t[(t.workload == wl) & (t.method == m)]
                 g = df[(df.benchmark == wl) & (df.optimizer == m)]
                 g = g[g.apply(_setting, axis=1) == pick.setting.iloc[0]]
@@ -202,8 +222,8 @@ def tuning_cost_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Pat
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, len(wls), figsize=(2.3 * len(wls), 2.6), squeeze=False)
         for ax, wl in zip(axes[0], wls):
-            sub = t[t.workload == wl]
-            free = [m for m in METHODS if m not in TUNED]
+            sub = t[(t.workload == wl) & ~t.method.str.endswith(NO_CAP)]
+            free = [m for m in METHODS if m not in TUNED and not m.endswith(NO_CAP)]
             for _, r in sub.iterrows():  # tuning-free methods side by side around x = 1 (so that none hides another)
                 x = r.n_settings + (0.06 * (free.index(r.method) - len(free) / 2) if r.method in free else 0.0)
                 vs = r.method.startswith("vsgd")

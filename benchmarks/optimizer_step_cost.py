@@ -11,6 +11,8 @@ running forward and backward. Methods:
 * ``adam``: torch.optim.Adam at its defaults (the foreach implementation);
 * ``vsgd_l``/``_b``/``_g``: VSGD with ``model=`` at its defaults (``curvature="auto"``: bbprop on the MLP, the
   sampled Gauss-Newton estimate "gnb" of vsgd/curvature.py on the CNN; the CSV's ``curvature`` column says which);
+* ``vsgd_l, no step cap``: ``cap_step=False`` (the default before session 25): the cap's extra forward pass is
+  the difference;
 * ``vsgd_l given curvature``: VSGD mode "l" with ``curvature_fn`` returning fixed tensors, which isolates the
   element-wise update (the front-end and the rule math) from the curvature estimate (helper H1's part);
 * ``vsgd_fd``: VSGDfd with the plain closure (two gradient evaluations per step, paper 2 eq. 6);
@@ -57,6 +59,8 @@ METHODS = {
     "vsgd_l": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy"),
     "vsgd_b": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="b", model=m, loss="cross_entropy"),
     "vsgd_g": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="g", model=m, loss="cross_entropy"),
+    "vsgd_l, no step cap": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy",
+                                                       cap_step=False),
     "vsgd_l given curvature": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", curvature_fn=given_curvature(m)),
     "vsgd_fd": lambda m, bbprop: vsgd.VSGDfd(m.parameters()),
     "closure only": lambda m, bbprop: "closure",

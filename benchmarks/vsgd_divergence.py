@@ -35,16 +35,19 @@ import vsgd
 
 MLP_VARIANTS = {
     # name: (VSGD keyword arguments, l2 in the loss); every variant passes its floor explicitly
-    "l, paper (no floor)": ({"mode": "l", "h_rel": 0.0}, 0.0),
-    "l, l2=1e-4": ({"mode": "l", "h_rel": 0.0}, 1e-4),
-    "l, h_min=1e-5": ({"mode": "l", "h_rel": 0.0, "h_min": 1e-5}, 0.0),
-    "l, h_rel=1 (default)": ({"mode": "l", "h_rel": 1.0}, 0.0),
-    "l, h_rel=0.1": ({"mode": "l", "h_rel": 0.1}, 0.0),
-    "l, h_rel=1, l2=1e-4": ({"mode": "l", "h_rel": 1.0}, 1e-4),
-    "l, h_var": ({"mode": "l", "h_rel": 0.0, "h_var": True}, 0.0),
-    "l, h_var, h_rel=1": ({"mode": "l", "h_rel": 1.0, "h_var": True}, 0.0),
-    "b, paper": ({"mode": "b", "h_rel": 0.0}, 0.0),
-    "g, paper": ({"mode": "g", "h_rel": 0.0}, 0.0),
+    "l, paper (no floor)": ({"mode": "l", "cap_step": False, "h_rel": 0.0}, 0.0),
+    "l, l2=1e-4": ({"mode": "l", "cap_step": False, "h_rel": 0.0}, 1e-4),
+    "l, h_min=1e-5": ({"mode": "l", "cap_step": False, "h_rel": 0.0, "h_min": 1e-5}, 0.0),
+    "l, h_rel=1 (default)": ({"mode": "l", "cap_step": False, "h_rel": 1.0}, 0.0),
+    "l, h_rel=0.1": ({"mode": "l", "cap_step": False, "h_rel": 0.1}, 0.0),
+    "l, h_rel=1, l2=1e-4": ({"mode": "l", "cap_step": False, "h_rel": 1.0}, 1e-4),
+    "l, h_var": ({"mode": "l", "cap_step": False, "h_rel": 0.0, "h_var": True}, 0.0),
+    "l, h_var, h_rel=1": ({"mode": "l", "cap_step": False, "h_rel": 1.0, "h_var": True}, 0.0),
+    "b, paper": ({"mode": "b", "cap_step": False, "h_rel": 0.0}, 0.0),
+    "g, paper": ({"mode": "g", "cap_step": False, "h_rel": 0.0}, 0.0),
+    # session 25: the step cap (vsgd/stepcap.py), on by default since then
+    "l, h_rel=1, cap (default)": ({"mode": "l", "h_rel": 1.0}, 0.0),
+    "l, paper (no floor), cap": ({"mode": "l", "h_rel": 0.0}, 0.0),
 }
 
 
@@ -136,13 +139,15 @@ def run_softmax(name, kwargs, seed, samples=1000):
 
 
 SOFTMAX_VARIANTS = {
-    "l, paper (no floor)": {"mode": "l", "h_rel": 0.0},
-    "l, h_rel=1 (default)": {"mode": "l", "h_rel": 1.0},
-    "l, h_var": {"mode": "l", "h_rel": 0.0, "h_var": True},
-    "l, h_var, h_rel=1": {"mode": "l", "h_rel": 1.0, "h_var": True},
-    "l, C=d (not d/10)": {"mode": "l", "h_rel": 0.0, "c": 63.0},
-    "b, paper": {"mode": "b", "h_rel": 0.0},
-    "g, paper": {"mode": "g", "h_rel": 0.0},
+    "l, paper (no floor)": {"mode": "l", "cap_step": False, "h_rel": 0.0},
+    "l, h_rel=1 (default)": {"mode": "l", "cap_step": False, "h_rel": 1.0},
+    "l, h_var": {"mode": "l", "cap_step": False, "h_rel": 0.0, "h_var": True},
+    "l, h_var, h_rel=1": {"mode": "l", "cap_step": False, "h_rel": 1.0, "h_var": True},
+    "l, C=d (not d/10)": {"mode": "l", "cap_step": False, "h_rel": 0.0, "c": 63.0},
+    "b, paper": {"mode": "b", "cap_step": False, "h_rel": 0.0},
+    "g, paper": {"mode": "g", "cap_step": False, "h_rel": 0.0},
+    "l, h_rel=1, cap (default)": {"mode": "l", "h_rel": 1.0},
+    "l, paper (no floor), cap": {"mode": "l", "h_rel": 0.0},
 }
 
 
@@ -172,7 +177,9 @@ def run_m1(name, kwargs, seed, steps, data):
             "test_error_pct": test_err}
 
 
-M1_VARIANTS = {"l, paper (no floor)": {"mode": "l", "h_rel": 0.0}, "l, h_rel=1 (default)": {"mode": "l", "h_rel": 1.0}}
+M1_VARIANTS = {"l, paper (no floor)": {"mode": "l", "cap_step": False, "h_rel": 0.0},
+               "l, h_rel=1 (default)": {"mode": "l", "cap_step": False, "h_rel": 1.0},
+               "l, h_rel=1, cap (default)": {"mode": "l", "h_rel": 1.0}}
 
 
 def main(argv=None) -> None:
@@ -180,7 +187,8 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=940)
     ap.add_argument("--log-steps", type=int, default=40)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--variants", nargs="*", default=None, help="names of MLP variants (default: all)")
+    ap.add_argument("--variants", nargs="*", default=None, help="names of MLP (and m1) variants (default: all)")
+    ap.add_argument("--softmax-variants", nargs="*", default=None, help="names of softmax variants (default: all)")
     ap.add_argument("--softmax-seeds", type=int, default=20)
     ap.add_argument("--workloads", nargs="+", default=["softmax", "mlp"], choices=["softmax", "mlp", "m1"])
     ap.add_argument("--m1-steps", type=int, default=60000)
@@ -191,18 +199,18 @@ def main(argv=None) -> None:
 
     rows, step_rows = [], []
     for seed in range(args.softmax_seeds if "softmax" in args.workloads else 0):
-        for name, kw in SOFTMAX_VARIANTS.items():
-            rows.append(run_softmax(name, kw, seed))
+        for name in args.softmax_variants or SOFTMAX_VARIANTS:
+            rows.append(run_softmax(name, SOFTMAX_VARIANTS[name], seed))
     if rows:
         soft = pd.DataFrame(rows).groupby("run", sort=False)[["max_train_loss", "last100_train_loss"]].median()
         print("softmax d=63, median over", args.softmax_seeds, "seeds:\n", soft.to_string(), flush=True)
     data = load("mnist")
     for seed in args.seeds if "m1" in args.workloads else []:
-        for name, kw in M1_VARIANTS.items():
-            rows.append(run_m1(name, kw, seed, args.m1_steps, data))
+        for name in [v for v in args.variants or M1_VARIANTS if v in M1_VARIANTS]:
+            rows.append(run_m1(name, M1_VARIANTS[name], seed, args.m1_steps, data))
             print(rows[-1], flush=True)
     for seed in args.seeds if "mlp" in args.workloads else []:
-        for name in args.variants or MLP_VARIANTS:
+        for name in [v for v in args.variants or MLP_VARIANTS if v in MLP_VARIANTS]:
             kw, l2 = MLP_VARIANTS[name]
             r = run_mlp(name, kw, l2, seed, args.steps, args.log_steps, data, step_rows)
             print(r, flush=True)

@@ -30,7 +30,7 @@ import hashlib
 import math
 import sysconfig
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,8 @@ def front_end(method: str, hp: Mapping[str, Any], wl: Mapping[str, Any], data: D
            if isinstance(v, (bool, int, float, str, tuple, type(None)))}
     if isinstance(getattr(opt, "curvature", None), str):  # VSGD: the curvature estimator "auto" chose
         out["curvature"] = opt.curvature
+    if isinstance(getattr(opt, "cap_step", None), bool):  # VSGD's step cap (vsgd/stepcap.py)
+        out["cap_step"] = opt.cap_step
     if hasattr(opt, "close"):
         opt.close()
     return out
@@ -255,6 +257,17 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
         loss += float(F.cross_entropy(out, y[a : a + EVAL_BATCH], reduction="sum"))
         wrong += int((out.argmax(1) != y[a : a + EVAL_BATCH]).sum())
     return 100.0 * wrong / len(x), loss / len(x)
+
+
+def minibatch_order(n: int, batch: int, steps: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """The indices of ``steps`` minibatches of ``batch`` rows out of ``n``: a fresh permutation from ``generator``
+    whenever fewer than ``batch`` rows of the current one are left (whole minibatches only)."""
+    perm, pos = torch.randperm(n, generator=generator), 0
+    for _ in range(steps):
+        if pos + batch > n:
+            perm, pos = torch.randperm(n, generator=generator), 0
+        yield perm[pos : pos + batch]
+        pos += batch
 
 
 def train_member(wl: Mapping[str, Any], data: Data, method: str, hp: Mapping[str, Any], seed: int,
@@ -293,12 +306,7 @@ def train_member(wl: Mapping[str, Any], data: Data, method: str, hp: Mapping[str
     t0 = time.perf_counter()
     curve.append(point(0))
     diverged_step = None
-    perm, pos = torch.randperm(n, generator=order_gen), 0
-    for step in range(1, steps + 1):
-        if pos + B > n:
-            perm, pos = torch.randperm(n, generator=order_gen), 0
-        idx = perm[pos : pos + B]
-        pos += B
+    for step, idx in enumerate(minibatch_order(n, B, steps, order_gen), start=1):
         # the usual closure (zero grads, mean loss, backward); vSGD-fd also takes its per-sample gradients from it
         x, y = data.x_train[idx], data.y_train[idx]
         try:

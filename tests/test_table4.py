@@ -113,3 +113,10 @@ def test_analysis_builds_table4_from_a_tiny_store(tmp_path):
     assert t.loc["vsgd_l", "n_diverged"] == 1 and t.loc["vsgd_l", "mean"] == pytest.approx(110 / 3)
     md = (out / "table4.md").read_text()
     assert "**2.03 ± 0.15**" in md and "8.03 ± 0.15" in md and "(1 div.)" in md
+
+
+def test_vsgd_members_from_before_the_step_cap_get_their_own_row():
+    df = pd.DataFrame({"optimizer": ["vsgd_l", "vsgd_l", "vsgd_b", "adam"],
+                       "front_end": [{"h_rel": 1.0}, {"h_rel": 1.0, "cap_step": True}, {"cap_step": False}, {"lr": 1e-3}]})
+    assert list(table4.with_variants(df).optimizer) == ["vsgd_l_no_cap", "vsgd_l", "vsgd_b_no_cap", "adam"]
+    assert table4.method_label("vsgd_l_no_cap") == "vSGD-l, no step cap (before session 25)"

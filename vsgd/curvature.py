@@ -106,6 +106,20 @@ def sample_output_gradient(loss: str, out: Tensor, reduction: str = "mean",
     return z * (math.sqrt(2.0) * scale)  # E[u u^T] = 2/N I
 
 
+def output_quadratic(loss: str, out: Tensor, v: Tensor, reduction: str = "mean") -> Tensor:
+    """v^T H v for the loss's Hessian H w.r.t. ``out`` at ``out`` (the matrix :func:`sample_output_gradient` draws
+    from), for a direction v shaped like ``out``: with v = J d it is d^T G d, the Gauss-Newton curvature along d.
+    Cross-entropy: per position sum_c p_c v_c^2 - (sum_c p_c v_c)^2, p = softmax(out); MSE: 2 sum v^2; each
+    divided by N, the terms the loss averages over (:func:`_positions`)."""
+    n = _positions(loss, out, reduction)
+    if loss == "cross_entropy":
+        work = out.detach().float() if out.dtype in (torch.float16, torch.bfloat16) else out.detach()
+        p = torch.softmax(work.reshape(-1, out.shape[-1]), dim=-1)
+        w = v.reshape(-1, out.shape[-1]).to(p.dtype)
+        return ((w * w * p).sum() - ((w * p).sum(-1) ** 2).sum()) / n
+    return 2.0 * (v * v).sum() / n
+
+
 def _squared_backprop(out: Tensor, params: list[Tensor], u: Tensor, retain_graph: bool) -> list[Tensor | None]:
     """(J^T u)^2 for each parameter: one backward pass from ``out`` along u; None where out does not depend on it."""
     with torch.enable_grad():

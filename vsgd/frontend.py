@@ -117,6 +117,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     rule: Rule
     lr_multiplier: bool = False  # an ``lr`` entry in every group, multiplying the rule's update (1.0: unchanged)
     strict_closure: bool = False  # the closure must return the loss and call backward()
+    replay_rng: bool = False  # keep the random state before the closure's forward pass for _step_scale
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], rule: Rule, **hyperparams: Any) -> None:
         self.rule = rule
@@ -290,7 +291,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         shift = "grad_at" in self.rule.extras
         loss, rng = first if first is not None else (None, None)
         if first is None and closure is not None:
-            rng = _rng_state() if shift else None
+            rng = _rng_state() if shift or self.replay_rng else None
             loss = self._call_closure(closure)
         self._shifted_eval = _ShiftedEvaluation(self, closure, rng)
         try:
@@ -323,14 +324,22 @@ class RuleOptimizer(torch.optim.Optimizer):
         finally:
             self._shifted_eval = None
         # no group moves before every evaluation of the step is done
+        moves = []
         for j, (group, params, _) in enumerate(jobs):
             updates, new_state = results[j]
             lr = group["lr"] if self.lr_multiplier else 1.0
-            for p, u in zip(params, updates):
-                u = u.squeeze(0)
-                p.add_(u if lr == 1.0 else u * lr)
+            moves.append((group, params, [u.squeeze(0) if lr == 1.0 else u.squeeze(0) * lr for u in updates], new_state))
+        scale = self._step_scale([(p, u) for _, params, us, _ in moves for p, u in zip(params, us)], rng)
+        for group, params, us, new_state in moves:
+            for p, u in zip(params, us):
+                p.add_(u if scale is None else u * scale)
             self._scatter(group, params, new_state)
         return loss
+
+    def _step_scale(self, moves: list[tuple[Tensor, Tensor]], rng) -> Tensor | None:
+        """A factor on the whole step (every group's updates, ``moves``: (parameter, update)), or None (the updates
+        as the rule made them). ``rng``: the random state before the step's first evaluation, where known."""
+        return None
 
     def learning_rates(self) -> list[Tensor]:
         """Current per-element learning rates, one tensor shaped like each parameter (all groups), times the

@@ -293,7 +293,8 @@ from torch import nn
 
 from vsgd.bbprop import LOSSES, REDUCTIONS, ActivationRecorder
 from vsgd.curvature import CURVATURES, SampledGaussNewton, is_bbprop_model
-from vsgd.frontend import RuleOptimizer, state_dtype
+from vsgd.frontend import RuleOptimizer, _rng_state, state_dtype
+from vsgd.stepcap import InputRecorder, step_scale
 
 MODES = {"l": "element", "b": "block", "g": "global"}
 
@@ -375,13 +376,19 @@ class VSGD(RuleOptimizer):
             tensor (default 1.0; 0.0 = the paper's rule, which diverges on ReLU nets without L2: docs/vsgd.md,
             "Robustness").
         h_var: use paper 2's curvature variability E[h^2] / E[h] instead of h_bar (default False).
+        cap_step: take ``alpha`` times the rule's step, alpha = min(1, -g.d / d^T G d), the minimum of the loss's
+            Gauss-Newton model along the step d (:mod:`vsgd.stepcap`; one more forward pass per step, on the
+            closure's inputs). Default: on with ``model=`` (off with ``curvature_fn=``, which it cannot serve).
+            vSGD's per-element rates assume uncoupled parameters; on a convnet the curvature along the whole
+            step reached 88x the diagonal model's and vSGD-l diverged without it (docs/vsgd.md, "The step cap").
+            ``opt.last_step_cap`` holds the last step's slope, curvature and alpha.
 
     Dtypes: float32 and float64 parameters keep state in their dtype; float16 and bfloat16 parameters
     keep float32 state (the update is added in the parameter's dtype). Sparse gradients are refused.
 
     Warning: the rates assume one sample (or one minibatch) per step with a roughly quadratic loss
-    per sample; on non-smooth models (ReLU, sparse inputs) vSGD-l can take large steps. Paper 2's
-    ``VSGDfd`` is the more robust choice there.
+    per sample and uncoupled parameters; ``cap_step`` (on with ``model=``) keeps each step within the
+    minimum of the loss's Gauss-Newton model along it, without which vSGD-l diverges on convnets.
     """
 
     lr_multiplier = True
@@ -410,6 +417,7 @@ class VSGD(RuleOptimizer):
         h_min: float = 0.0,
         h_rel: float = 1.0,
         h_var: bool = False,
+        cap_step: bool | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"Invalid mode {mode!r}: use 'l' (per element), 'b' (per block) or 'g' (global).")
@@ -433,6 +441,11 @@ class VSGD(RuleOptimizer):
             raise ValueError(f"Invalid l2={l2!r}: the L2 coefficient must be >= 0.")
         if curvature_fn is not None and not callable(curvature_fn):
             raise TypeError(f"curvature_fn must be a callable taking no argument, got {type(curvature_fn).__name__}.")
+        if cap_step is None:
+            cap_step = model is not None
+        if cap_step and model is None:
+            raise ValueError("cap_step=True needs model=... and loss=...: the cap measures the Gauss-Newton curvature "
+                             "of the loss along the step on the model's output (with curvature_fn=..., leave it off).")
         model = getattr(model, "_orig_mod", model)  # torch.compile(model): hook the module it wraps
         if model is not None and curvature == "auto":
             curvature = "bbprop" if is_bbprop_model(model) else "gnb"
@@ -442,6 +455,11 @@ class VSGD(RuleOptimizer):
             self._recorder = ActivationRecorder(model)
         elif self.curvature == "gnb":
             self._recorder = SampledGaussNewton(model, loss, reduction=reduction, seed=seed)
+        self.cap_step = bool(cap_step)
+        self._inputs = InputRecorder(model) if cap_step else None
+        self._model = model if cap_step else None
+        self.replay_rng = bool(cap_step)
+        self.last_step_cap: dict[str, float] | None = None  # the last step's slope, curvature and alpha (cap_step)
         self._own = None if model is None else {id(p) for p in model.parameters()}
         params = list(params)
         tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
@@ -453,15 +471,17 @@ class VSGD(RuleOptimizer):
                              move_during_init=float(move_during_init), eps=eps, h_min=h_min, h_rel=h_rel,
                              h_var=float(h_var))
         except BaseException:
-            if self._recorder is not None:
-                self._recorder.remove()
+            for hooks in (self._recorder, self._inputs):
+                if hooks is not None:
+                    hooks.remove()
             raise
         self.mode, self.blocks = mode, blocks
         self._loss, self._l2, self._reduction = loss, float(l2), reduction
         self._curvature_fn = curvature_fn
         self._curv: dict[int, torch.Tensor] | None = None
-        # the hooks go when the optimizer goes (the finalizer holds the recorder, not the optimizer)
-        self._finalizer = weakref.finalize(self, self._recorder.remove) if self._recorder is not None else None
+        # the hooks go when the optimizer goes (the finalizer holds the recorders, not the optimizer)
+        hooks = [h for h in (self._recorder, self._inputs) if h is not None]
+        self._finalizer = weakref.finalize(self, _remove_all, hooks) if hooks else None
 
     def state_dict(self) -> dict[str, Any]:
         out = super().state_dict()
@@ -500,6 +520,8 @@ class VSGD(RuleOptimizer):
         self._curv = None  # computed once per step, after the closure ran
         if self._recorder is not None and closure is not None:
             self._recorder.reset()  # bbprop uses the closure's own forward pass
+        if self._inputs is not None and closure is not None:
+            self._inputs.reset()  # the cap's second pass uses the closure's inputs
         try:
             if closure is not None and hasattr(closure, "per_sample_grads"):
                 return self._minibatch_step(closure)
@@ -514,17 +536,32 @@ class VSGD(RuleOptimizer):
         """A step with paper 2's minibatch rates (eq. 3): the closure's own pass gives the gradient (and the
         curvature, from the hooks), ``closure.per_sample_grads()`` (torch.func vmap, :class:`vsgd.PerSampleClosure`)
         the per-sample squared gradients, mean_j grad_j^2, whose average v_bar makes eq. 3's variance of the mean."""
+        rng = _rng_state() if self.replay_rng else None
         loss = self._call_closure(closure)
-        if self._recorder is not None:
-            self._recorder.paused = True  # the per-sample pass is not the closure's forward pass
+        paused = [h for h in (self._recorder, self._inputs) if h is not None]
+        for h in paused:
+            h.paused = True  # the per-sample pass is not the closure's forward pass
         try:
             _, per_sample = closure.per_sample_grads()
         finally:
-            if self._recorder is not None:
-                self._recorder.paused = False
+            for h in paused:
+                h.paused = False
         self._batch = (closure.batch_size, per_sample)
-        self._step(closure, first=(loss, None))
+        self._step(closure, first=(loss, rng))
         return loss
+
+    def _step_scale(self, moves, rng):
+        """``cap_step``: alpha = min(1, -g.d / d^T G d), the minimum of the loss's Gauss-Newton model along the
+        step d the rule proposes (:mod:`vsgd.stepcap`); None without the cap or where it cannot be measured."""
+        self.last_step_cap = None
+        if self._inputs is None:
+            return None
+        got = step_scale(self._model, self._inputs, moves, loss=self._loss, reduction=self._reduction, l2=self._l2,
+                         rng=rng)
+        if got is None:
+            return None
+        self.last_step_cap = got[1]
+        return got[0]
 
     def _curvatures(self) -> dict[int, torch.Tensor]:
         if self._curv is None:
@@ -593,3 +630,8 @@ class VSGD(RuleOptimizer):
         i = next(i for i, q in enumerate(group["params"]) if q is p)
         gi = next(i for i, g in enumerate(self.param_groups) if g is group)
         return f"parameter #{i} of param group {gi} (shape {list(p.shape)})"
+
+
+def _remove_all(hooks) -> None:
+    for h in hooks:
+        h.remove()

@@ -1,0 +1,136 @@
+"""VSGD's step cap (vsgd/stepcap.py): alpha = min(1, -g.d / d^T G d) along the step d the rule proposes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, jvp
+
+from vsgd import VSGD
+from vsgd.curvature import output_quadratic
+
+
+def regression(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 12, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(12, 2, generator=g, dtype=torch.float64) + 0.1 * torch.randn(64, 2, generator=g, dtype=torch.float64)
+    torch.manual_seed(seed)
+    return nn.Linear(12, 2).double(), x, y
+
+
+def closure_for(opt, model, x, y, loss=F.mse_loss):
+    def closure():
+        opt.zero_grad()
+        out = loss(model(x), y)
+        out.backward()
+        return out
+    return closure
+
+
+def test_on_a_quadratic_the_capped_step_is_the_minimum_along_the_rules_step():
+    """A linear model with MSE is a quadratic whose Gauss-Newton matrix is its Hessian: with rates 50x too large
+    (lr=50) the capped step is alpha d with alpha the exact minimiser along d, and the loss is lowest there."""
+    model, x, y = regression()
+    twin = copy.deepcopy(model)
+    kw = {"mode": "l", "loss": "mse", "lr": 50.0, "n0": 1}
+    capped, free = VSGD(model.parameters(), model=model, **kw), VSGD(twin.parameters(), model=twin, cap_step=False, **kw)
+    for t in range(4):
+        before = [p.detach().clone() for p in model.parameters()]
+        capped.step(closure_for(capped, model, x, y))
+        free_before = [p.detach().clone() for p in twin.parameters()]
+        for p, b in zip(twin.parameters(), before):  # the twin proposes its step from the capped model's point
+            p.data.copy_(b)
+        free.step(closure_for(free, twin, x, y))
+        d = [p.detach() - b for p, b in zip(twin.parameters(), before)]
+        taken = [p.detach() - b for p, b in zip(model.parameters(), before)]
+        if t == 0:  # the slow start's first sample: no move
+            assert all(bool((u == 0).all()) for u in d + taken)
+            continue
+        g = [p.grad for p in model.parameters()]
+        xa = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # the bias as an input of 1
+        D = torch.cat([d[0], d[1][:, None]], 1)  # [out, in + 1]
+        curvature = 2.0 / y.numel() * float(((xa @ D.T) ** 2).sum())  # d^T H d, H = 2/N X^T X per output
+        slope = -sum(float((gi * di).sum()) for gi, di in zip(g, d))
+        alpha = min(1.0, slope / curvature)
+        assert alpha < 0.5  # lr=50 overshoots
+        assert capped.last_step_cap["alpha"] == pytest.approx(alpha, rel=1e-6)
+        for u, di in zip(taken, d):
+            torch.testing.assert_close(u, alpha * di, rtol=1e-6, atol=1e-12)
+        losses = []
+        with torch.no_grad():
+            for a in (0.9 * alpha, alpha, 1.1 * alpha):
+                w = [b + a * di for b, di in zip(before, d)]
+                losses.append(float(F.mse_loss(x @ w[0].T + w[1], y)))
+        assert losses[1] < losses[0] and losses[1] < losses[2]
+        del free_before
+
+
+def test_cap_off_is_the_rule_and_a_step_within_the_model_is_not_touched():
+    """cap_step=False takes the rule's steps bit for bit; where alpha = 1 the capped optimizer does the same."""
+    model, x, y = regression(1)
+    twin = copy.deepcopy(model)
+    a = VSGD(model.parameters(), mode="l", model=model, loss="mse", n0=2)
+    b = VSGD(twin.parameters(), mode="l", model=twin, loss="mse", n0=2, cap_step=False)
+    for _ in range(6):
+        a.step(closure_for(a, model, x, y))
+        b.step(closure_for(b, twin, x, y))
+        if a.last_step_cap is not None:
+            assert a.last_step_cap["alpha"] == 1.0  # the slow start keeps these steps short
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert b.last_step_cap is None
+
+
+class Net(nn.Module):
+    """Conv + BatchNorm + Dropout: the cap's second pass must see the same dropout masks and leave the running
+    statistics and the random state as the closure's pass left them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.drop, self.fc = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Linear(4 * 36, 5)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def test_the_second_pass_replays_dropout_and_moves_no_buffer_and_no_random_state():
+    torch.manual_seed(3)
+    model = Net().double()
+    x, y = torch.randn(16, 1, 8, 8, dtype=torch.float64), torch.randint(0, 5, (16,))
+    twin = copy.deepcopy(model)
+    capped = VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy", n0=1, lr=30.0)
+    free = VSGD(twin.parameters(), mode="l", model=twin, loss="cross_entropy", n0=1, lr=30.0, cap_step=False)
+    for opt, net in ((capped, model), (free, twin)):  # the slow start's step: no move, state built
+        torch.manual_seed(11)
+        opt.step(closure_for(opt, net, x, y, F.cross_entropy))
+    torch.manual_seed(12)
+    rng = torch.get_rng_state()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    capped.step(closure_for(capped, model, x, y, F.cross_entropy))
+    after_capped = torch.get_rng_state()
+    torch.manual_seed(12)
+    free.step(closure_for(free, twin, x, y, F.cross_entropy))
+    assert torch.equal(after_capped, torch.get_rng_state())  # the cap drew no random number
+    for (n, bm), bt in zip(model.named_buffers(), twin.buffers()):
+        assert torch.equal(bm, bt), n  # running statistics moved once, by the closure's pass
+    # the curvature along the step, exactly (forward-mode), with the closure's dropout masks and batch statistics
+    d = {n: (p.detach() - before[n]) / capped.last_step_cap["alpha"] for n, p in model.named_parameters()}
+    ref = copy.deepcopy(model)
+    ref.bn.track_running_stats = False  # batch statistics, as in training, without writing the running ones
+    torch.set_rng_state(rng)
+    out, jd = jvp(lambda ps: functional_call(ref, ps, (x,)), (before,), (d,))
+    exact = float(output_quadratic("cross_entropy", out, jd))
+    assert capped.last_step_cap["curvature"] == pytest.approx(exact, rel=1e-4)
+    assert capped.last_step_cap["alpha"] < 1.0
+
+
+def test_the_cap_needs_the_model():
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="cap_step=True needs model"):
+        VSGD(model.parameters(), curvature_fn=lambda: [torch.ones(2, 3), torch.ones(2)], cap_step=True)
+    opt = VSGD(model.parameters(), curvature_fn=lambda: [torch.ones(2, 3), torch.ones(2)])  # off by default there
+    assert opt._inputs is None
