@@ -134,3 +134,15 @@ def test_the_cap_needs_the_model():
         VSGD(model.parameters(), curvature_fn=lambda: [torch.ones(2, 3), torch.ones(2)], cap_step=True)
     opt = VSGD(model.parameters(), curvature_fn=lambda: [torch.ones(2, 3), torch.ones(2)])  # off by default there
     assert opt._inputs is None
+
+
+def test_a_non_finite_curvature_names_its_parameter():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    bad = [torch.ones(4, 3), torch.ones(4), torch.full((2, 4), float("nan")), torch.ones(2)]
+    opt = VSGD(model.parameters(), curvature_fn=lambda: bad)
+    x, y = torch.randn(5, 3), torch.randn(5, 2)
+    with pytest.raises(ValueError, match=r"parameter #2 of param group 0 \(shape \[2, 4\]\) is not finite"):
+        opt.step(closure_for(opt, model, x, y))
+    huge = [torch.full((4, 3), 3e38), torch.ones(4), torch.ones(2, 4), torch.ones(2)]  # finite, its sum is not
+    opt = VSGD(model.parameters(), curvature_fn=lambda: huge)
+    opt.step(closure_for(opt, model, x, y))

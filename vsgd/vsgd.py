@@ -613,11 +613,16 @@ class VSGD(RuleOptimizer):
                 got = list(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
                 raise ValueError(f"the curvature for {self._where(group, p)} must be a tensor of the parameter's "
                                  f"shape, got {got}.")
-            if not bool(torch.isfinite(c).all()):
-                raise ValueError(f"the curvature for {self._where(group, p)} is not finite (NaN or inf): it would "
-                                 "turn the parameters into NaN. Check curvature_fn (or the loss: bbprop of a diverged "
-                                 "model is not finite either).")
             out.append(c.detach().reshape(p.shape).to(state_dtype(p)).unsqueeze(0))
+        # finite curvatures: one pass and one read from the device for all tensors (a NaN or inf element makes its
+        # tensor's sum NaN or inf; the elementwise check runs only to name the culprit)
+        bad = None
+        if out and not bool(torch.isfinite(torch.stack([c.sum().float() for c in out])).all()):
+            bad = next((p for p, c in zip(params, out) if not bool(torch.isfinite(c).all())), None)  # None: a sum overflowed
+        if bad is not None:
+            raise ValueError(f"the curvature for {self._where(group, bad)} is not finite (NaN or inf): it would "
+                             "turn the parameters into NaN. Check curvature_fn (or the loss: bbprop of a diverged "
+                             "model is not finite either).")
         extras["curvature"] = out
         batch = getattr(self, "_batch", None)
         if batch is not None and batch[0] > 1:  # paper 2 eq. 3 from the per-sample gradients [n, *shape]
