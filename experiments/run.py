@@ -263,6 +263,21 @@ def spec_of(bench: DictConfig) -> MLPSpec:
     return MLPSpec(tuple(bench.layers), bench.loss, float(bench.l2), bool(bench.get("l2_biases", False)))
 
 
+def member_settings(cfg: DictConfig, job: Job, trainer: Trainer) -> list[dict[str, float]] | None:
+    """The job's hyper-parameter settings as its members carry them (key and record): those the config names
+    (conf/optimizer/*.yaml, the grid, the command line), validated; one it leaves out runs at the rule's default,
+    unkeyed, so that a rule that gains a hyper-parameter (vSGD's h_rel and h_var, session 24) keeps its records'
+    hashes (tests/test_committed_results.py). None: the paper did not run the method there."""
+    settings = settings_of(cfg, job, trainer.name, trainer.tunable)
+    if settings is None:
+        return None
+    try:
+        checked = [trainer.check_hp(s) for s in settings]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return [{k: v for k, v in c.items() if k in s} for c, s in zip(checked, settings)]
+
+
 def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     """Train the job's members missing from the store; return the config hashes of all its members."""
     bench = job.bench
@@ -273,14 +288,10 @@ def run_job(cfg: DictConfig, job: Job, logger: Any = None) -> list[str]:
     trainer = trainer_for(job.opt.name, spec, compile=compile_step(cfg))
     name = trainer.name
     epochs = float(cfg.epochs if cfg.get("epochs") is not None else bench.epochs)
-    settings = settings_of(cfg, job, name, trainer.tunable)
+    settings = member_settings(cfg, job, trainer)
     if settings is None:
         print(f"[{bench.name} {name}] skipped: the paper did not run it (no Table 1 row).", flush=True)
         return []
-    try:
-        settings = [trainer.check_hp(s) for s in settings]
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
     device = resolve_device(cfg.device)
     seeds = range(int(cfg.seed_offset), int(cfg.seed_offset) + int(cfg.seeds))

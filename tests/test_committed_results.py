@@ -168,3 +168,36 @@ def test_commit_records_with_their_report(tmp_path, monkeypatch, capsys):
         coverage.commit(rec, res, tries=2)
     assert coverage.main(["--commit", "--records", str(rec), "--results", str(res)]) == 1  # one line, no traceback
     assert capsys.readouterr().err.startswith(f"error: {rec} changed during each of 5 attempts")
+
+
+@pytest.mark.parametrize("benchmark", ["m0", "m1", "m2", "c0", "c1", "cr"])
+def test_every_committed_table2_member_is_found_by_the_runner(benchmark):
+    """The runner keys a member by the hyper-parameters its config names: a rule that gains one (vSGD's h_rel and
+    h_var, session 24, which the runner briefly keyed at their defaults) must not make the committed members
+    unknown to ``./reproduce.sh table2``, which would train them all again."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments import run
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=table2", f"benchmark={benchmark}"])
+    OmegaConf.update(cfg, "benchmarks", [benchmark], force_add=True)  # as the command line's benchmark= narrows it
+    checked = 0
+    for job in run.jobs_from(cfg):
+        trainer = run.trainer_for(job.opt.name, run.spec_of(job.bench))
+        settings = run.member_settings(cfg, job, trainer)
+        path = results.DEFAULT_RECORDS / job.bench.name / f"{trainer.name}.jsonl"
+        if not settings or not path.is_file():
+            continue
+        recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        have = {r["config_hash"] for r in recs}
+        md5, dtype = recs[0]["data_md5"], recs[0]["dtype"]
+        epochs = float(job.bench.epochs)
+        for s in settings:
+            for seed in range(int(cfg.seeds)):
+                key = results.member_key(job.bench.name, results.network_of(job.bench), epochs=epochs,
+                                         optimizer=trainer.name, hp=s, seed=seed, data_md5=md5, dtype=dtype)
+                assert results.config_hash(key) in have, (job.bench.name, trainer.name, s, seed)
+                checked += 1
+    assert checked >= 50
