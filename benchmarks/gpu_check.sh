@@ -105,7 +105,8 @@ for rule in grids:
     grid = OmegaConf.to_container(OmegaConf.load(f"conf/grid/{rule}.yaml"))
     size = 2 * math.prod(len(v) for v in grid.values())
     recs = Path(os.environ.get("RECORDS_DIR", "results/records")) / cfg.name / f"{rule}.jsonl"
-    done = {json.loads(l)["config_hash"] for l in recs.open() if l.strip() and json.loads(l)["seed"] < 2} if recs.is_file() else set()
+    lines = [json.loads(l) for l in recs.open() if l.strip()] if recs.is_file() else []
+    done = {r["config_hash"] for r in lines if r["seed"] < 2}
     n = max(0, size - len(done))
     rate = lambda k, mine=mine: rate_at(mine, k) / 1.1  # 10% to spare: a chunk cut off is lost
     if n:
