@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python benchmarks/optimizer_step_cost.py [--rounds 7] [--steps 20] [--out benchmarks/optimizer_step_cost.csv]
 
-Models (minibatch 64 of MNIST, experiments.data): the 784-256-256-10 ReLU MLP and a small CNN
-(conv 1->16 3x3, ReLU, max-pool 2, conv 16->32 3x3, ReLU, max-pool 2, linear 1568->10).
+Models: the issue's 784-256-256-10 ReLU MLP and a small CNN (conv 1->16 3x3, ReLU, max-pool 2, conv 16->32 3x3,
+ReLU, max-pool 2, linear 1568->10), minibatch 64 of MNIST (experiments.data); and the five Table 4 workloads
+(conf/workload/, experiments.workloads: their models, data and minibatch of 32), named ``table4 <workload>``.
 
 A step is what a user's loop pays per minibatch: ``opt.step(closure)``, the closure zeroing the gradients and
 running forward and backward. Methods:
@@ -16,7 +17,12 @@ running forward and backward. Methods:
 * ``vsgd_l given curvature``: VSGD mode "l" with ``curvature_fn`` returning fixed tensors, which isolates the
   element-wise update (the front-end and the rule math) from the curvature estimate (helper H1's part);
 * ``vsgd_fd``: VSGDfd with the plain closure (two gradient evaluations per step, paper 2 eq. 6);
-* ``closure only``: the forward and backward pass alone, the floor any optimizer pays.
+* ``closure only``: the forward and backward pass alone, the floor any optimizer pays;
+* ``vsgd_l, per-sample closure``: VSGD mode "l" stepped with a :class:`vsgd.PerSampleClosure`, as Table 4 runs it
+  (paper 2's minibatch rates, eq. 3: per-sample gradients from ``torch.func.vmap`` on top of the step).
+
+A run that diverges (a non-finite loss, or an optimizer error on a non-finite output: vSGD-l without the step cap
+on the residual CNN) restarts from its initialisation inside the timed loop; ``restarts`` counts them.
 
 Every round times ``--steps`` steps of every method in turn (after a warm-up round), on one thread, so all
 methods see the same machine; the ratio to Adam is taken within each round, then the median over rounds is
@@ -27,6 +33,7 @@ mean anything.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -64,8 +71,11 @@ METHODS = {
     "vsgd_l given curvature": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", curvature_fn=given_curvature(m)),
     "vsgd_fd": lambda m, bbprop: vsgd.VSGDfd(m.parameters()),
     "closure only": lambda m, bbprop: "closure",
+    "vsgd_l, per-sample closure": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy"),
 }
+PER_SAMPLE = {"vsgd_l, per-sample closure"}
 MODELS = {"mlp 784-256-256-10": (mlp, True), "small cnn": (cnn, False)}
+TABLE4 = ("mnist_cnn", "cifar_resnet", "char_lstm", "char_transformer", "sparse_logreg")
 
 
 def main(argv=None) -> None:
@@ -73,29 +83,46 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/optimizer_step_cost.csv")
+    ap.add_argument("--models", nargs="*", default=None,
+                    help=f"a subset of: {', '.join([*MODELS, *('table4 ' + w for w in TABLE4)])}")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from experiments.data import load  # the harness's loader (this script sits above the library)
+    from experiments import workloads  # the harness (this script sits above the library)
+    from experiments.data import load
 
-    data = load("mnist")
+    mnist = load("mnist")
+    cases = {name: (make, bbprop, mnist.x_train, mnist.y_train, 64) for name, (make, bbprop) in MODELS.items()}
+    for name in TABLE4:
+        wl = workloads.workload_config(name)
+        data = workloads.build_data(wl)
+        cases[f"table4 {name}"] = (lambda wl=wl, data=data: workloads.build_model(wl, data), None, data.x_train,
+                                   data.y_train, int(wl["batch_size"]))
+    unknown = set(args.models or []) - set(cases)
+    if unknown:
+        raise SystemExit(f"unknown --models {sorted(unknown)}; choose from {list(cases)}")
     rows = []
     load_before = os.getloadavg()[0]
-    for model_name, (make, bbprop) in MODELS.items():
-        runs = {}
-        for name, make_opt in METHODS.items():
+    for model_name, (make, bbprop, xs, ys, batch) in cases.items():
+        if args.models and model_name not in args.models:
+            continue
+        runs, restarts = {}, {}
+
+        def fresh(name):
             torch.manual_seed(0)
             model = make()
-            opt = make_opt(model, bbprop)
-            if opt is not None:
-                runs[name] = (model, opt, [0])
+            return model, METHODS[name](model, bbprop)
+
+        for name in METHODS:
+            runs[name] = (*fresh(name), [0])
+            restarts[name] = 0
         times = {name: [] for name in runs}
 
         def one(name, steps):
             model, opt, pos = runs[name]
             t0 = time.perf_counter()
             for _ in range(steps):
-                i = pos[0] = (pos[0] + 64) % (data.n_train - 64)
-                x, y = data.x_train[i:i + 64], data.y_train[i:i + 64]
+                i = pos[0] = (pos[0] + batch) % (len(xs) - batch)
+                x, y = xs[i:i + batch], ys[i:i + batch]
 
                 def closure():
                     (opt if opt != "closure" else model).zero_grad()
@@ -103,7 +130,18 @@ def main(argv=None) -> None:
                     loss.backward()
                     return loss
 
-                closure() if opt == "closure" else opt.step(closure)
+                try:
+                    if name in PER_SAMPLE:
+                        loss = opt.step(vsgd.PerSampleClosure(model, F.cross_entropy, x, y))
+                    else:
+                        loss = closure() if opt == "closure" else opt.step(closure)
+                    ok = math.isfinite(float(loss))
+                except (RuntimeError, ValueError):  # a diverged run (non-finite output): timed from a fresh start
+                    ok = False
+                if not ok:
+                    restarts[name] += 1
+                    model, opt = fresh(name)
+                    runs[name] = (model, opt, pos)
             return (time.perf_counter() - t0) / steps
 
         for name in runs:  # warm-up (and VSGD's slow start, VSGDfd's bootstrap)
@@ -119,7 +157,7 @@ def main(argv=None) -> None:
                          "ms_per_step": 1e3 * statistics.median(ts),
                          "ratio_to_adam": statistics.median(ratios), "ratio_min": min(ratios),
                          "ratio_max": max(ratios), "rounds": args.rounds, "steps_per_round": args.steps,
-                         "threads": 1, "batch": 64})
+                         "threads": 1, "batch": batch, "restarts": restarts[name]})
             print(rows[-1], flush=True)
     load_after = os.getloadavg()[0]
     df = pd.DataFrame(rows)

@@ -146,3 +146,34 @@ def test_a_non_finite_curvature_names_its_parameter():
     huge = [torch.full((4, 3), 3e38), torch.ones(4), torch.ones(2, 4), torch.ones(2)]  # finite, its sum is not
     opt = VSGD(model.parameters(), curvature_fn=lambda: huge)
     opt.step(closure_for(opt, model, x, y))
+
+
+def test_the_second_pass_leaves_every_parameter_bit_for_bit_and_matches_a_functional_pass():
+    """The cap shifts the parameters in place for its forward pass and restores them by copy; in float32,
+    theta + e d - e d is not theta, so anything but a copy fails the bit-for-bit check."""
+    from vsgd.stepcap import InputRecorder, step_scale
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(32, 12), torch.randint(0, 3, (32,))
+    rec = InputRecorder(model)
+    out = model(x)
+    F.cross_entropy(out, y).backward()
+    moves = [(p, -0.3 * p.grad.detach()) for p in model.parameters()]
+    params = [p.detach().clone() for p in model.parameters()]
+    buffers = [b.clone() for b in model.buffers()]
+    alpha, info = step_scale(model, rec, moves, loss="cross_entropy", reduction="mean", l2=0.0)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), params))
+    assert all(torch.equal(b, c) for b, c in zip(model.buffers(), buffers))
+    # the same curvature through torch.func.functional_call (new tensors theta + e d, buffers copied)
+    d2 = sum(float((u.double() ** 2).sum()) for _, u in moves)
+    theta = sum(float((p.double() ** 2).sum()) for p in params) ** 0.5
+    e = torch.finfo(torch.float32).eps ** 0.5 * (1 + theta) / d2 ** 0.5
+    shifted = {n: p.detach() + e * u for (n, p), (_, u) in zip(model.named_parameters(), moves)}
+    with torch.no_grad():
+        out2 = functional_call(model, (shifted, {n: b.clone() for n, b in model.named_buffers()}), (x,))
+    curv = float(output_quadratic("cross_entropy", out.detach(), (out2 - out.detach()) / e))
+    assert info["curvature"] == curv
+    slope = -sum(float((p.grad * u).sum()) for p, u in moves)
+    assert info["slope"] == slope and float(alpha) == pytest.approx(min(1.0, slope / curv), rel=1e-7)
+    rec.remove()

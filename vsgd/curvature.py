@@ -214,7 +214,7 @@ class SampledGaussNewton:
                                "closure must run the model with gradients enabled and call backward() on the loss "
                                "(or call the model and backward() before optimizer.step()).")
         wanted = None if only is None else {id(p) for p in only}
-        return {p: c + l2 for p, c in self.estimate.items() if wanted is None or id(p) in wanted}
+        return {p: c + l2 if l2 else c for p, c in self.estimate.items() if wanted is None or id(p) in wanted}
 
     def remove(self) -> None:
         for h in self._handles:

@@ -37,7 +37,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from vsgd.curvature import output_quadratic
 from vsgd.frontend import _rng_state, _set_rng_state
@@ -69,31 +68,51 @@ class InputRecorder:
 
 
 def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[Tensor, Tensor]], *, loss: str,
-               reduction: str, l2: float, rng: Any = None) -> tuple[Tensor, dict[str, float]] | None:
+               reduction: str, l2: float, rng: Any = None, names: dict[int, str] | None = None,
+               ) -> tuple[Tensor, dict[str, float]] | None:
     """alpha = min(1, -g.d / d^T G d) for the step ``moves`` ((parameter, its update d), the updates the rule
     proposes), or None where it cannot be measured (no forward pass recorded, a zero step); with the slope and
-    the curvature it came from. ``rng``: the random state before the closure's forward pass (replayed)."""
+    the curvature it came from. ``rng``: the random state before the closure's forward pass (replayed);
+    ``names``: ``{id(parameter): name}`` of the model's parameters (the caller's cache; built here if None).
+
+    Cost (docs/vsgd.md, "Speed of a step against Adam"): one forward pass without gradients at the shifted
+    parameters, run on the model itself with its parameters shifted in place and restored by copy (bit for bit)
+    rather than through ``torch.func.functional_call``, whose re-binding of every parameter cost as much as the
+    small models' forward; and one read from the device for the three reductions (each per-tensor sum is read
+    as a float64 and summed in Python in the parameters' order, the arithmetic of one read per tensor)."""
     if recorder.last is None or not moves:
         return None
     args, kwargs, out = recorder.last
-    slope = -sum(float((p.grad.detach().to(u.dtype) * u).sum()) for p, u in moves if p.grad is not None)
-    d2 = sum(float((u.double() ** 2).sum()) for _, u in moves)
+    terms = [(p.grad.detach().to(u.dtype) * u).sum().double() for p, u in moves if p.grad is not None]
+    n_slope = len(terms)
+    terms += [(u.double() ** 2).sum() for _, u in moves]
+    terms += [(p.detach().double() ** 2).sum() for p, _ in moves]
+    sums = torch.stack(terms).tolist()  # float64 sums read once
+    slope = -sum(sums[:n_slope])
+    d2 = sum(sums[n_slope:n_slope + len(moves)])
     if not (slope > 0 and d2 > 0 and math.isfinite(slope) and math.isfinite(d2)):
         return None
-    theta = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p, _ in moves))
+    theta = math.sqrt(sum(sums[n_slope + len(moves):]))
     dtype = moves[0][0].dtype
     e = math.sqrt(torch.finfo(dtype if dtype.is_floating_point else torch.float32).eps) * (1 + theta) / math.sqrt(d2)
-    names = {id(p): n for n, p in model.named_parameters()}
-    shifted = {names[id(p)]: p.detach() + (e * u).to(p.dtype) for p, u in moves if id(p) in names}
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    if names is None:
+        names = {id(p): n for n, p in model.named_parameters()}
+    shifted = [(p, (e * u).to(p.dtype)) for p, u in moves if id(p) in names]
+    saved = [(p, p.detach().clone()) for p, _ in shifted]
+    buffers = [(b, b.clone()) for b in model.buffers()]  # BatchNorm's running statistics move once per step
     after = _rng_state() if rng is not None else None
     recorder.paused = True
     try:
         if rng is not None:
             _set_rng_state(rng)
         with torch.no_grad():
-            out2 = functional_call(model, (shifted, buffers), args, kwargs)
+            for p, s in shifted:
+                p.add_(s)  # theta + e d, the same sum as a new tensor p + e d
+            out2 = model(*args, **kwargs)
     finally:
+        with torch.no_grad():
+            for x, copy in (*saved, *buffers):
+                x.copy_(copy)  # restore by copy: (theta + e d) - e d is not theta
         recorder.paused = False
         if after is not None:
             _set_rng_state(after)
@@ -102,4 +121,3 @@ def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[
     alpha = min(1.0, slope / curv) if curv > 0 and math.isfinite(curv) else 1.0
     ref = moves[0][1]
     return torch.tensor(alpha, dtype=ref.dtype, device=ref.device), {"slope": slope, "curvature": curv, "alpha": alpha}
-

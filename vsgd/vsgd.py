@@ -458,6 +458,7 @@ class VSGD(RuleOptimizer):
         self.cap_step = bool(cap_step)
         self._inputs = InputRecorder(model) if cap_step else None
         self._model = model if cap_step else None
+        self._names: dict[int, str] | None = None  # {id(parameter): name} of the model, for the cap
         self.replay_rng = bool(cap_step)
         self.last_step_cap: dict[str, float] | None = None  # the last step's slope, curvature and alpha (cap_step)
         self._own = None if model is None else {id(p) for p in model.parameters()}
@@ -556,8 +557,10 @@ class VSGD(RuleOptimizer):
         self.last_step_cap = None
         if self._inputs is None:
             return None
+        if self._names is None or any(id(p) not in self._names for p, _ in moves):
+            self._names = {id(p): n for n, p in self._model.named_parameters()}  # cached: the model's parameters
         got = step_scale(self._model, self._inputs, moves, loss=self._loss, reduction=self._reduction, l2=self._l2,
-                         rng=rng)
+                         rng=rng, names=self._names)
         if got is None:
             return None
         self.last_step_cap = got[1]
