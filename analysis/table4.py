@@ -31,29 +31,44 @@ FAMILY = "workloads"
 WORKLOADS = ("sparse_logreg", "mnist_cnn", "cifar_resnet", "char_lstm", "char_transformer")  # the docs' order
 WORKLOAD_LABELS = {"sparse_logreg": "sparse LogReg", "mnist_cnn": "MNIST CNN", "cifar_resnet": "CIFAR ResNet*",
                    "char_lstm": "char LSTM", "char_transformer": "char Transformer"}
-METHODS = ("vsgd_l", "vsgd_b", "vsgd_g", "vsgd_fd", "adam", "sgdm", "dadapt_sgd", "dadapt_adam", "prodigy",
-           "sgd_schedulefree", "adamw_schedulefree", "dog", "cocob", "vsgd_l_no_cap", "vsgd_b_no_cap", "vsgd_g_no_cap")
+VSGD_MODES = ("vsgd_l", "vsgd_b", "vsgd_g")
+# VSGD members run under an earlier default of the front-end's step cap (``front_end["cap_step"]``, part of the
+# member key; vsgd/stepcap.py) get their own rows: (suffix, label) per cap setting; the current default,
+# "checked" (session 26), keeps the plain name
+CAP_VARIANTS = {False: ("_no_cap", "no step cap (before session 25)"),
+                True: ("_cap_unchecked", "step cap without the check (sessions 25-26)")}
+CURRENT_CAP = "checked"
+METHODS = (*VSGD_MODES, "vsgd_fd", "adam", "sgdm", "dadapt_sgd", "dadapt_adam", "prodigy", "sgd_schedulefree",
+           "adamw_schedulefree", "dog", "cocob",
+           *(m + suffix for suffix, _ in CAP_VARIANTS.values() for m in VSGD_MODES))
 TUNED = {"sgdm"}  # methods run over a grid (experiments/workloads.settings_for)
-NO_CAP = "_no_cap"  # a vSGD-l/-b/-g member run before VSGD's step cap (session 25, vsgd/stepcap.py): its own row
 
 
 def method_label(m: str) -> str:
-    if m.endswith(NO_CAP):
-        return label(m[: -len(NO_CAP)]) + ", no step cap (before session 25)"
+    for suffix, text in CAP_VARIANTS.values():
+        if m.endswith(suffix) and m[: -len(suffix)] in VSGD_MODES:
+            return label(m[: -len(suffix)]) + ", " + text
     return "SGD-mom (tuned lr)" if m == "sgdm" else label(m)
+
+
+def is_variant(m: str) -> bool:
+    """A VSGD row of an earlier step-cap default (the table's history; figures show the current defaults)."""
+    return any(m.endswith(suffix) and m[: -len(suffix)] in VSGD_MODES for suffix, _ in CAP_VARIANTS.values())
 
 
 def with_variants(df: pd.DataFrame) -> pd.DataFrame:
     """The records with ``optimizer`` naming the front-end variant: a ``VSGD`` member whose front-end settings
-    (``front_end``, part of its key) have no step cap becomes ``<method>_no_cap``, so the table keeps the old
-    default's members beside the new default's instead of mixing them in one cell."""
+    (``front_end``, part of its key) carry an earlier step-cap default (:data:`CAP_VARIANTS`; no ``cap_step`` at
+    all: before the cap existed) becomes ``<method><suffix>``, so the table keeps the old defaults' members beside
+    the current default's instead of mixing them in one cell."""
     if df.empty or "front_end" not in df:
         return df
 
     def name(r) -> str:
         fe = r.front_end if isinstance(r.front_end, dict) else {}
-        if r.optimizer in ("vsgd_l", "vsgd_b", "vsgd_g") and not fe.get("cap_step", False):
-            return r.optimizer + NO_CAP
+        cap = fe.get("cap_step", False)
+        if r.optimizer in VSGD_MODES and cap != CURRENT_CAP:
+            return r.optimizer + CAP_VARIANTS[bool(cap)][0]
         return r.optimizer
 
     return df.assign(optimizer=df.apply(name, axis=1))
@@ -185,7 +200,7 @@ def curves_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Path]:
         handles = {}
         for ax, wl in zip(axes[0], wls):
             for m in _order(df[df.benchmark == wl].optimizer.unique(), METHODS):
-                if m.endswith(NO_CAP):  # the table's history rows; the figures show the current defaults
+                if is_variant(m):  # the table's history rows; the figures show the current defaults
                     continue
                 pick = t[(t.workload == wl) & (t.method == m)]
                 g = df[(df.benchmark == wl) & (df.optimizer == m)]
@@ -222,8 +237,8 @@ def tuning_cost_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Pat
     with plt.rc_context(RC):
         fig, axes = plt.subplots(1, len(wls), figsize=(2.3 * len(wls), 2.6), squeeze=False)
         for ax, wl in zip(axes[0], wls):
-            sub = t[(t.workload == wl) & ~t.method.str.endswith(NO_CAP)]
-            free = [m for m in METHODS if m not in TUNED and not m.endswith(NO_CAP)]
+            sub = t[(t.workload == wl) & ~t.method.map(is_variant)]
+            free = [m for m in METHODS if m not in TUNED and not is_variant(m)]
             for _, r in sub.iterrows():  # tuning-free methods side by side around x = 1 (so that none hides another)
                 x = r.n_settings + (0.06 * (free.index(r.method) - len(free) / 2) if r.method in free else 0.0)
                 vs = r.method.startswith("vsgd")

@@ -12,8 +12,10 @@ running forward and backward. Methods:
 * ``adam``: torch.optim.Adam at its defaults (the foreach implementation);
 * ``vsgd_l``/``_b``/``_g``: VSGD with ``model=`` at its defaults (``curvature="auto"``: bbprop on the MLP, the
   sampled Gauss-Newton estimate "gnb" of vsgd/curvature.py on the CNN; the CSV's ``curvature`` column says which);
-* ``vsgd_l, no step cap``: ``cap_step=False`` (the default before session 25): the cap's extra forward pass is
+* ``vsgd_l, no step cap``: ``cap_step=False`` (the default before session 25): the cap's extra forward passes are
   the difference;
+* ``vsgd_l, cap without the check``: ``cap_step=True`` (the default of session 25): the cap alone, without the
+  check of the batch loss at the capped step (the default's second extra forward pass, session 26);
 * ``vsgd_l given curvature``: VSGD mode "l" with ``curvature_fn`` returning fixed tensors, which isolates the
   element-wise update (the front-end and the rule math) from the curvature estimate (helper H1's part);
 * ``vsgd_fd``: VSGDfd with the plain closure (two gradient evaluations per step, paper 2 eq. 6);
@@ -68,6 +70,8 @@ METHODS = {
     "vsgd_g": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="g", model=m, loss="cross_entropy"),
     "vsgd_l, no step cap": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy",
                                                        cap_step=False),
+    "vsgd_l, cap without the check": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m,
+                                                                  loss="cross_entropy", cap_step=True),
     "vsgd_l given curvature": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", curvature_fn=given_curvature(m)),
     "vsgd_fd": lambda m, bbprop: vsgd.VSGDfd(m.parameters()),
     "closure only": lambda m, bbprop: "closure",

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 import vsgd
 
 
-def run(seed: int, order: str, batches: int, steps: int, data, wl) -> list[dict]:
+def run(seed: int, order: str, batches: int, steps: int, data, wl, cap_step=True) -> list[dict]:
     from experiments import workloads
 
     torch.manual_seed(seed)
     model = workloads.build_model(wl, data)
-    opt = vsgd.VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy")
+    opt = vsgd.VSGD(model.parameters(), mode="l", model=model, loss="cross_entropy", cap_step=cap_step)
     seq = (list(range(15)) if order == "warm" else []) + list(range(batches)) * (steps // batches + 1)
     rows = []
     for step, b in enumerate(seq[:steps]):
@@ -41,7 +41,7 @@ def run(seed: int, order: str, batches: int, steps: int, data, wl) -> list[dict]
             loss.backward()
             return loss
 
-        row = {"seed": seed, "order": order, "step": step, "batch": b}
+        row = {"cap_step": cap_step, "seed": seed, "order": order, "step": step, "batch": b}
         try:
             row["loss"] = float(opt.step(closure).detach())
         except RuntimeError as exc:  # the curvature's label draw from a non-finite output
@@ -64,6 +64,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--steps", type=int, default=1815)
+    ap.add_argument("--cap-step", nargs="+", default=["True", "checked"],
+                    help="VSGD's cap_step values to run: True (the default) and/or checked")
     ap.add_argument("--out", default="benchmarks/vsgd_repeated_batches.csv")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -72,12 +74,13 @@ def main(argv=None) -> None:
     wl = workloads.workload_config("cifar_resnet")
     data = workloads.build_data(wl)
     rows = []
-    for seed in args.seeds:
+    for cap in args.cap_step:
+      for seed in args.seeds:
         for order in ("warm", "cycle"):
-            got = run(seed, order, args.batches, args.steps, data, wl)
+            got = run(seed, order, args.batches, args.steps, data, wl, cap_step=True if cap == "True" else cap)
             last = got[-1]
             failed = "error" in last or not math.isfinite(last.get("loss", math.nan))
-            print(f"seed {seed} {order}: {'diverged at step ' + str(last['step']) if failed else 'finished'}; "
+            print(f"cap_step={cap} seed {seed} {order}: {'diverged at step ' + str(last['step']) if failed else 'finished'}; "
                   f"last finite loss {next((r['loss'] for r in reversed(got) if math.isfinite(r.get('loss', math.nan))), None):.3g}",
                   flush=True)
             rows += got

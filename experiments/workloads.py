@@ -231,7 +231,7 @@ def front_end(method: str, hp: Mapping[str, Any], wl: Mapping[str, Any], data: D
            if isinstance(v, (bool, int, float, str, tuple, type(None)))}
     if isinstance(getattr(opt, "curvature", None), str):  # VSGD: the curvature estimator "auto" chose
         out["curvature"] = opt.curvature
-    if isinstance(getattr(opt, "cap_step", None), bool):  # VSGD's step cap (vsgd/stepcap.py)
+    if isinstance(getattr(opt, "cap_step", None), (bool, str)):  # VSGD's step cap (vsgd/stepcap.py): True, "checked"
         out["cap_step"] = opt.cap_step
     if hasattr(opt, "close"):
         opt.close()

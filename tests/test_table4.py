@@ -115,8 +115,12 @@ def test_analysis_builds_table4_from_a_tiny_store(tmp_path):
     assert "**2.03 ± 0.15**" in md and "8.03 ± 0.15" in md and "(1 div.)" in md
 
 
-def test_vsgd_members_from_before_the_step_cap_get_their_own_row():
-    df = pd.DataFrame({"optimizer": ["vsgd_l", "vsgd_l", "vsgd_b", "adam"],
-                       "front_end": [{"h_rel": 1.0}, {"h_rel": 1.0, "cap_step": True}, {"cap_step": False}, {"lr": 1e-3}]})
-    assert list(table4.with_variants(df).optimizer) == ["vsgd_l_no_cap", "vsgd_l", "vsgd_b_no_cap", "adam"]
+def test_vsgd_members_from_earlier_step_cap_defaults_get_their_own_rows():
+    df = pd.DataFrame({"optimizer": ["vsgd_l", "vsgd_l", "vsgd_b", "adam", "vsgd_g"],
+                       "front_end": [{"h_rel": 1.0}, {"h_rel": 1.0, "cap_step": True}, {"cap_step": False}, {"lr": 1e-3},
+                                     {"cap_step": "checked"}]})
+    assert list(table4.with_variants(df).optimizer) == ["vsgd_l_no_cap", "vsgd_l_cap_unchecked", "vsgd_b_no_cap",
+                                                        "adam", "vsgd_g"]
     assert table4.method_label("vsgd_l_no_cap") == "vSGD-l, no step cap (before session 25)"
+    assert table4.method_label("vsgd_b_cap_unchecked") == "vSGD-b, step cap without the check (sessions 25-26)"
+    assert table4.method_label("vsgd_fd") == "vSGD-fd"

@@ -177,3 +177,82 @@ def test_the_second_pass_leaves_every_parameter_bit_for_bit_and_matches_a_functi
     slope = -sum(float((p.grad * u).sum()) for p, u in moves)
     assert info["slope"] == slope and float(alpha) == pytest.approx(min(1.0, slope / curv), rel=1e-7)
     rec.remove()
+
+
+@pytest.mark.parametrize("loss,reduction,smoothing", [("cross_entropy", "mean", 0.0), ("cross_entropy", "mean", 0.1),
+                                                      ("cross_entropy", "sum", 0.0), ("mse", "mean", 0.0)])
+def test_the_loss_change_from_the_output_gradient_is_the_losss_own(loss, reduction, smoothing):
+    """vsgd.curvature.output_loss_change takes the targets from dL/d(output), so it needs no labels: it must equal
+    the loss's own difference between two outputs (labels one-hot or smoothed; mean or per-sample sum)."""
+    from vsgd.curvature import output_loss_change
+
+    g = torch.Generator().manual_seed(1)
+    out = torch.randn(16, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    new = out.detach() + 0.7 * torch.randn(16, 5, generator=g, dtype=torch.float64)
+    if loss == "mse":
+        t = torch.randn(16, 5, generator=g, dtype=torch.float64)
+        f = lambda o: F.mse_loss(o, t)
+    else:
+        y = torch.randint(0, 5, (16,), generator=g)
+        red = "sum" if reduction == "sum" else "mean"
+        f = lambda o: F.cross_entropy(o, y, reduction=red, label_smoothing=smoothing)
+    f(out).backward()
+    got = float(output_loss_change(loss, out.detach(), out.grad, new, reduction))
+    assert got == pytest.approx(float(f(new) - f(out.detach())), rel=1e-10, abs=1e-12)
+
+
+def test_the_checked_cap_cuts_a_step_that_raises_its_own_batchs_loss_and_keeps_one_that_lowers_it():
+    """check=True (cap_step='checked'): after the cap, the batch loss at theta + alpha d; where it is above the loss
+    at theta, alpha becomes the minimiser of the quadratic through L(theta), the slope and that loss; where it is
+    below, alpha is the cap's. The rising case is one the local model cannot see: every hidden ReLU is just off,
+    and d switches them all on with large outgoing weights, so the Gauss-Newton curvature measured a small
+    distance along d misses them and the cap keeps the whole step. Checked against the loss recomputed with the
+    labels."""
+    from vsgd.stepcap import InputRecorder, step_scale
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 10, dtype=torch.float64), torch.randint(0, 4, (64,))
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 4)).double()
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(-0.01)  # every hidden unit off, at the kink's doorstep
+    rec = InputRecorder(model)
+    out = model(x)
+    loss0 = F.cross_entropy(out, y)
+    loss0.backward()
+    w1, b1, w2, b2 = model.parameters()
+    g_b2 = b2.grad.detach()
+    cases = {"kink": [(w1, torch.randn_like(w1)), (b1, torch.ones_like(b1)), (w2, 30 * torch.randn_like(w2)),
+                      (b2, -g_b2)],
+             "small": [(b2, -0.1 * g_b2)]}
+    before = [p.detach().clone() for p in model.parameters()]
+    for name, moves in cases.items():
+        plain, _ = step_scale(model, rec, moves, loss="cross_entropy", reduction="mean", l2=0.0)
+        alpha, info = step_scale(model, rec, moves, loss="cross_entropy", reduction="mean", l2=0.0, check=True)
+        assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))  # step_scale moves nothing
+
+        def loss_at(a, moves=moves):
+            twin = copy.deepcopy(model)
+            with torch.no_grad():
+                for (p, u), q in zip(moves, [dict(zip(map(id, model.parameters()), twin.parameters()))[id(p)]
+                                             for p, _ in moves]):
+                    q.add_(a * u)
+                return float(F.cross_entropy(twin(x), y))
+
+        capped = float(plain)
+        change = loss_at(capped) - float(loss0)
+        assert info["loss_change"] == pytest.approx(change, rel=1e-8, abs=1e-12)
+        if name == "kink":
+            assert capped == 1.0 and change > 1.0  # the local model kept a step that ruins the batch
+            s_a = capped * info["slope"]
+            assert float(alpha) == pytest.approx(capped * s_a / (2 * (change + s_a)), rel=1e-8)
+            assert float(alpha) < capped / 2 and loss_at(float(alpha)) < float(loss0)
+        else:
+            assert change < 0 and float(alpha) == capped
+    rec.remove()
+
+
+def test_cap_step_takes_true_false_or_checked():
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="cap_step"):
+        VSGD(model.parameters(), model=model, loss="mse", cap_step="yes")

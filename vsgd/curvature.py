@@ -120,6 +120,25 @@ def output_quadratic(loss: str, out: Tensor, v: Tensor, reduction: str = "mean")
     return 2.0 * (v * v).sum() / n
 
 
+def output_loss_change(loss: str, out: Tensor, grad: Tensor, new: Tensor, reduction: str = "mean") -> Tensor:
+    """L(new) - L(out) on the batch of ``out``, for the loss whose gradient w.r.t. the output at ``out`` is ``grad``
+    (captured in the closure's backward). The targets are those that gradient implies, so no labels are needed:
+    cross-entropy, dL/dout_n = (p_n - q_n) / N gives the target distribution q = p - N grad (one-hot labels, or
+    smoothed ones), and L(new) - L(out) = -sum_n q_n . (log_softmax(new_n) - log_softmax(out_n)) / N; MSE,
+    dL/dout = 2 (out - t) / N gives L(new) - L(out) = sum (new - out)^2 / N + sum (new - out) grad. N: the terms
+    the loss averages over (:func:`_positions`)."""
+    n = _positions(loss, out, reduction)
+    if loss == "cross_entropy":
+        work = out.detach().float() if out.dtype in (torch.float16, torch.bfloat16) else out.detach()
+        c = out.shape[-1]
+        logp = torch.log_softmax(work.reshape(-1, c), dim=-1)
+        q = logp.exp() - n * grad.detach().reshape(-1, c).to(logp.dtype)
+        new_logp = torch.log_softmax(new.detach().reshape(-1, c).to(logp.dtype), dim=-1)
+        return -(q * (new_logp - logp)).sum() / n
+    delta = new.detach().to(out.dtype) - out.detach()
+    return (delta * delta).sum() / n + (delta * grad.detach().to(delta.dtype)).sum()
+
+
 def _squared_backprop(out: Tensor, params: list[Tensor], u: Tensor, retain_graph: bool) -> list[Tensor | None]:
     """(J^T u)^2 for each parameter: one backward pass from ``out`` along u; None where out does not depend on it."""
     with torch.enable_grad():

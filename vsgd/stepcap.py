@@ -27,6 +27,17 @@ secant, over-damped; the free one-draw estimate (u . J d)^2 from the gnb draw wa
 divergence: docs/vsgd.md). The extra pass sees the random state
 of the closure's forward pass (the same dropout masks) and copies of the buffers (BatchNorm's running
 statistics are not moved twice); it changes neither the parameters nor the random state.
+
+**The check** (``cap_step="checked"``, session 26). The curvature is measured a small distance along d, so a
+step much longer than the region where the loss is quadratic can pass the cap: on Table 4's residual CNN
+trained on 30 minibatches over and over, a capped step (alpha = 1) moved a weight from 0.96 to 50 and the loss
+from 2.3 to 15, and 2 of 6 runs diverged (``benchmarks/vsgd_repeated_batches.py``, docs/vsgd.md). The check
+evaluates the batch loss at the capped step theta + alpha d (one more forward pass without gradients) and
+compares it with the loss at theta; where the step raised the loss of the very batch it was computed on, alpha
+becomes the minimiser of the quadratic through L(theta), the slope along alpha d and L(theta + alpha d) (the
+classical interpolation of a line search, no constant; then below alpha / 2). The loss is computed from the
+model's output without labels: the closure's backward leaves dL/d(output), which fixes the targets
+(:func:`vsgd.curvature.output_loss_change`).
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vsgd.curvature import output_quadratic
+from vsgd.curvature import output_loss_change, output_quadratic
 from vsgd.frontend import _rng_state, _set_rng_state
 
 
@@ -51,25 +62,57 @@ class InputRecorder:
         self.model = model
         self.paused = False
         self.last: tuple[tuple, dict, Tensor] | None = None
+        self.grad: Tensor | None = None  # dL/d(output) of that pass, from the closure's backward
         self._handles = [model.register_forward_hook(self._hook, with_kwargs=True)]
 
     def _hook(self, module, args, kwargs, out) -> None:
         if not self.paused and torch.is_grad_enabled() and isinstance(out, Tensor):
-            self.last = (args, kwargs, out.detach())
+            self.last, self.grad = (args, kwargs, out.detach()), None
+            if out.requires_grad:
+                out.register_hook(self._grad_hook)
+
+    def _grad_hook(self, grad: Tensor) -> None:
+        self.grad = grad.detach()
 
     def reset(self) -> None:
-        self.last = None
+        self.last, self.grad = None, None
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
-        self.last = None
+        self.last, self.grad = None, None
+
+
+def _output_at(model: nn.Module, recorder: InputRecorder, shifted: list[tuple[Tensor, Tensor]], rng: Any) -> Tensor:
+    """The model's output on the closure's inputs at the parameters plus ``shifted`` ((parameter, shift)), without
+    gradients. The parameters are shifted in place and restored by copy (bit for bit: (theta + s) - s is not
+    theta), the buffers restored (BatchNorm's running statistics move once per step), the closure's random state
+    replayed (its dropout masks) and the caller's left as it was."""
+    args, kwargs, _ = recorder.last
+    saved = [(p, p.detach().clone()) for p, _ in shifted]
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    after = _rng_state() if rng is not None else None
+    recorder.paused = True
+    try:
+        if rng is not None:
+            _set_rng_state(rng)
+        with torch.no_grad():
+            for p, s in shifted:
+                p.add_(s)  # theta + s, the same sum as a new tensor p + s
+            return model(*args, **kwargs).detach()
+    finally:
+        with torch.no_grad():
+            for x, copy in (*saved, *buffers):
+                x.copy_(copy)
+        recorder.paused = False
+        if after is not None:
+            _set_rng_state(after)
 
 
 def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[Tensor, Tensor]], *, loss: str,
                reduction: str, l2: float, rng: Any = None, names: dict[int, str] | None = None,
-               ) -> tuple[Tensor, dict[str, float]] | None:
+               check: bool = False) -> tuple[Tensor, dict[str, float]] | None:
     """alpha = min(1, -g.d / d^T G d) for the step ``moves`` ((parameter, its update d), the updates the rule
     proposes), or None where it cannot be measured (no forward pass recorded, a zero step); with the slope and
     the curvature it came from. ``rng``: the random state before the closure's forward pass (replayed);
@@ -82,42 +125,43 @@ def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[
     as a float64 and summed in Python in the parameters' order, the arithmetic of one read per tensor)."""
     if recorder.last is None or not moves:
         return None
-    args, kwargs, out = recorder.last
+    out = recorder.last[2]
     terms = [(p.grad.detach().to(u.dtype) * u).sum().double() for p, u in moves if p.grad is not None]
     n_slope = len(terms)
     terms += [(u.double() ** 2).sum() for _, u in moves]
     terms += [(p.detach().double() ** 2).sum() for p, _ in moves]
+    m = len(moves)
+    if check and l2:
+        terms += [(p.detach().double() * u.double()).sum() for p, u in moves]  # theta . d, for the L2 term's change
     sums = torch.stack(terms).tolist()  # float64 sums read once
     slope = -sum(sums[:n_slope])
-    d2 = sum(sums[n_slope:n_slope + len(moves)])
+    d2 = sum(sums[n_slope:n_slope + m])
     if not (slope > 0 and d2 > 0 and math.isfinite(slope) and math.isfinite(d2)):
         return None
-    theta = math.sqrt(sum(sums[n_slope + len(moves):]))
+    theta = math.sqrt(sum(sums[n_slope + m:n_slope + 2 * m]))
     dtype = moves[0][0].dtype
     e = math.sqrt(torch.finfo(dtype if dtype.is_floating_point else torch.float32).eps) * (1 + theta) / math.sqrt(d2)
     if names is None:
         names = {id(p): n for n, p in model.named_parameters()}
-    shifted = [(p, (e * u).to(p.dtype)) for p, u in moves if id(p) in names]
-    saved = [(p, p.detach().clone()) for p, _ in shifted]
-    buffers = [(b, b.clone()) for b in model.buffers()]  # BatchNorm's running statistics move once per step
-    after = _rng_state() if rng is not None else None
-    recorder.paused = True
-    try:
-        if rng is not None:
-            _set_rng_state(rng)
-        with torch.no_grad():
-            for p, s in shifted:
-                p.add_(s)  # theta + e d, the same sum as a new tensor p + e d
-            out2 = model(*args, **kwargs)
-    finally:
-        with torch.no_grad():
-            for x, copy in (*saved, *buffers):
-                x.copy_(copy)  # restore by copy: (theta + e d) - e d is not theta
-        recorder.paused = False
-        if after is not None:
-            _set_rng_state(after)
+    own = [(p, u) for p, u in moves if id(p) in names]
+    out2 = _output_at(model, recorder, [(p, (e * u).to(p.dtype)) for p, u in own], rng)
     jd = (out2.detach().to(out.dtype) - out) / e
     curv = float(output_quadratic(loss, out, jd, reduction)) + l2 * d2
     alpha = min(1.0, slope / curv) if curv > 0 and math.isfinite(curv) else 1.0
+    info = {"slope": slope, "curvature": curv, "alpha": alpha}
+    if check and recorder.grad is not None:
+        # the batch loss at the capped step theta + alpha d, against the loss at theta: a step that makes the loss
+        # of the very batch it was computed on worse is cut to the minimum of the quadratic through L(theta), its
+        # slope along the step and L(theta + alpha d) (which is then below alpha / 2)
+        out3 = _output_at(model, recorder, [(p, (alpha * u).to(p.dtype)) for p, u in own], rng)
+        change = float(output_loss_change(loss, out, recorder.grad, out3, reduction))
+        if l2:
+            change += l2 * (alpha * sum(sums[n_slope + 2 * m:]) + 0.5 * alpha * alpha * d2)
+        info["loss_change"] = change
+        if not change <= 0:  # a rise, or not finite
+            s_a = alpha * slope  # the slope along alpha d
+            c_a = 2.0 * (change + s_a)
+            alpha = alpha * s_a / c_a if math.isfinite(c_a) else 0.0
+            info["alpha"] = alpha
     ref = moves[0][1]
-    return torch.tensor(alpha, dtype=ref.dtype, device=ref.device), {"slope": slope, "curvature": curv, "alpha": alpha}
+    return torch.tensor(alpha, dtype=ref.dtype, device=ref.device), info

@@ -378,10 +378,15 @@ class VSGD(RuleOptimizer):
         h_var: use paper 2's curvature variability E[h^2] / E[h] instead of h_bar (default False).
         cap_step: take ``alpha`` times the rule's step, alpha = min(1, -g.d / d^T G d), the minimum of the loss's
             Gauss-Newton model along the step d (:mod:`vsgd.stepcap`; one more forward pass per step, on the
-            closure's inputs). Default: on with ``model=`` (off with ``curvature_fn=``, which it cannot serve).
+            closure's inputs). Default: ``"checked"`` with ``model=`` (off with ``curvature_fn=``, which it cannot
+            serve).
             vSGD's per-element rates assume uncoupled parameters; on a convnet the curvature along the whole
             step reached 88x the diagonal model's and vSGD-l diverged without it (docs/vsgd.md, "The step cap").
-            ``opt.last_step_cap`` holds the last step's slope, curvature and alpha.
+            ``opt.last_step_cap`` holds the last step's slope, curvature and alpha. ``"checked"`` (the default
+            since session 26): the cap, then the batch loss at the capped step (one more forward pass); a step
+            that raises its own batch's loss is cut to the minimum of the quadratic through the two losses and
+            the slope (:mod:`vsgd.stepcap`, "The check"; ``last_step_cap["loss_change"]``). Without it, 2 of 6
+            runs of a residual CNN on repeated minibatches diverged (docs/vsgd.md, "The check").
 
     Dtypes: float32 and float64 parameters keep state in their dtype; float16 and bfloat16 parameters
     keep float32 state (the update is added in the parameter's dtype). Sparse gradients are refused.
@@ -417,7 +422,7 @@ class VSGD(RuleOptimizer):
         h_min: float = 0.0,
         h_rel: float = 1.0,
         h_var: bool = False,
-        cap_step: bool | None = None,
+        cap_step: bool | str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"Invalid mode {mode!r}: use 'l' (per element), 'b' (per block) or 'g' (global).")
@@ -442,7 +447,11 @@ class VSGD(RuleOptimizer):
         if curvature_fn is not None and not callable(curvature_fn):
             raise TypeError(f"curvature_fn must be a callable taking no argument, got {type(curvature_fn).__name__}.")
         if cap_step is None:
-            cap_step = model is not None
+            cap_step = "checked" if model is not None else False
+        if cap_step not in (True, False, "checked"):
+            raise ValueError(f"Invalid cap_step={cap_step!r}: True (the cap), 'checked' (the cap, and a step that "
+                             "raises its own batch's loss cut back), False or None (the default: True with model=).")
+        self._cap_check = cap_step == "checked"
         if cap_step and model is None:
             raise ValueError("cap_step=True needs model=... and loss=...: the cap measures the Gauss-Newton curvature "
                              "of the loss along the step on the model's output (with curvature_fn=..., leave it off).")
@@ -455,7 +464,7 @@ class VSGD(RuleOptimizer):
             self._recorder = ActivationRecorder(model)
         elif self.curvature == "gnb":
             self._recorder = SampledGaussNewton(model, loss, reduction=reduction, seed=seed)
-        self.cap_step = bool(cap_step)
+        self.cap_step = cap_step if cap_step == "checked" else bool(cap_step)
         self._inputs = InputRecorder(model) if cap_step else None
         self._model = model if cap_step else None
         self._names: dict[int, str] | None = None  # {id(parameter): name} of the model, for the cap
@@ -560,7 +569,7 @@ class VSGD(RuleOptimizer):
         if self._names is None or any(id(p) not in self._names for p, _ in moves):
             self._names = {id(p): n for n, p in self._model.named_parameters()}  # cached: the model's parameters
         got = step_scale(self._model, self._inputs, moves, loss=self._loss, reduction=self._reduction, l2=self._l2,
-                         rng=rng, names=self._names)
+                         rng=rng, names=self._names, check=self._cap_check)
         if got is None:
             return None
         self.last_step_cap = got[1]
