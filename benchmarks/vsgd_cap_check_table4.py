@@ -1,11 +1,13 @@
 """vSGD on Table 4's workloads with the checked step cap (``cap_step="checked"``) against the front-end's defaults.
 
     python benchmarks/vsgd_cap_check_table4.py [--workloads ...] [--methods vsgd_l] [--seeds 0 1 2]
-        [--variants checked defaults]
+        [--variants checked unchecked]
 
 Each member is trained exactly as the Table 4 runner trains it (``experiments.workloads.train_member``: same data
-subset, model, minibatches, budget, seed); ``defaults`` reproduces Table 4's rows, ``checked`` adds the check of
-vsgd/stepcap.py (the batch loss at the capped step; a step that raises it is cut back). Writes
+subset, model, minibatches, budget, seed); ``unchecked`` is ``cap_step=True`` (the cap alone, the default of
+session 25, whose Table 4 rows it reproduces), ``checked`` adds the check of vsgd/stepcap.py (the batch loss at
+the capped step; a step that raises it is cut back: the default since session 26), ``defaults`` whatever the
+front-end's default is. Writes
 ``benchmarks/vsgd_cap_check_table4.csv`` (one row per member, with its wall time). Why: the cap alone let 2 of 6
 runs of the residual CNN on repeated minibatches diverge (``benchmarks/vsgd_repeated_batches.py``).
 """
@@ -13,18 +15,14 @@ runs of the residual CNN on repeated minibatches diverge (``benchmarks/vsgd_repe
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import workloads as W
+from benchmarks.vsgd_h_var_table4 import WORKLOADS, run_variants
 
-WORKLOADS = ["sparse_logreg", "mnist_cnn", "cifar_resnet", "char_lstm", "char_transformer"]
-VARIANTS = {"defaults": {}, "checked": {"cap_step": "checked"}}
+VARIANTS = {"defaults": {}, "checked": {"cap_step": "checked"}, "unchecked": {"cap_step": True}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,27 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", nargs="+", default=WORKLOADS)
     ap.add_argument("--methods", nargs="+", default=["vsgd_l"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=["checked"], choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=["checked", "unchecked"], choices=list(VARIANTS))
     ap.add_argument("--csv", type=Path, default=Path(__file__).with_suffix(".csv"))
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    rows = []
-    for name in args.workloads:
-        wl = W.workload_config(name)
-        data = W.build_data(wl, None)
-        for method in args.methods:
-            for variant in args.variants:
-                for seed in args.seeds:
-                    r = W.train_member(wl, data, method, VARIANTS[variant], seed, float(wl["epochs"]))
-                    rows.append({"workload": name, "method": method, "variant": variant, "seed": seed,
-                                 "train_error": r.train_error, "test_error": r.test_error, "diverged": r.diverged,
-                                 "seconds": round(r.seconds, 1)})
-                    print(rows[-1], flush=True)
-    with open(args.csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(args.csv)
+    run_variants(args.workloads, args.methods, {v: VARIANTS[v] for v in args.variants}, args.seeds, args.csv)
     return 0
 
 
