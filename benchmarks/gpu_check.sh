@@ -82,9 +82,10 @@ LEFT=$(( START + DEADLINE_S - $(date +%s) ))
 # still finishes (a chunk cut off by the deadline is lost on a machine that is not kept: its snapshot would not
 # come back). 30 s a job for process start, data and compilation.
 "$PY" - "$RATES_CSV" "$LEFT" "$STEPS_NET" "$GRIDS" > "$OUT/queue.txt" <<'PYEOF'
-import csv, json, math, os, sys
+import csv, json, os, sys
 from pathlib import Path
 from omegaconf import OmegaConf
+from analysis.common import TUNING_SEEDS, grid_size
 from analysis.wall_time import rate_at
 from benchmarks.throughput import N_TRAIN, bench_spec
 
@@ -102,11 +103,10 @@ for rule in grids:
     if not mine:
         print(f"# {rule}: not measured, not queued")
         continue
-    grid = OmegaConf.to_container(OmegaConf.load(f"conf/grid/{rule}.yaml"))
-    size = 2 * math.prod(len(v) for v in grid.values())
+    size = TUNING_SEEDS * grid_size(OmegaConf.to_container(OmegaConf.load(f"conf/grid/{rule}.yaml")))  # as Table 1
     recs = Path(os.environ.get("RECORDS_DIR", "results/records")) / cfg.name / f"{rule}.jsonl"
     lines = [json.loads(l) for l in recs.open() if l.strip()] if recs.is_file() else []
-    done = {r["config_hash"] for r in lines if r["seed"] < 2}
+    done = {r["config_hash"] for r in lines if r["seed"] < TUNING_SEEDS}  # the tuning runs (analysis.tables)
     n = max(0, size - len(done))
     rate = lambda k, mine=mine: rate_at(mine, k) / 1.1  # 10% to spare: a chunk cut off is lost
     if n:
@@ -115,7 +115,7 @@ for rule in grids:
         print(f"# {rule}: {cfg.name}'s grid is done")
 for est, rule, n, rate in sorted(plan, key=lambda p: p[0]):
     if budget - 30 >= est:  # the whole rest of the grid in one chunk
-        print(f"# {rule}: {n} left, one chunk, about {est:.0f} s\nbenchmark={net} optimizer={rule} grid={rule} seeds=2 chunk_size={n}")
+        print(f"# {rule}: {n} left, one chunk, about {est:.0f} s\nbenchmark={net} optimizer={rule} grid={rule} seeds={TUNING_SEEDS} chunk_size={n}")
         budget -= est + 30
         continue
     k = max((k for k in range(1, n + 1) if k * steps / rate(k) <= budget - 30), default=0)
@@ -123,7 +123,7 @@ for est, rule, n, rate in sorted(plan, key=lambda p: p[0]):
         print(f"# {rule}: {n} left; no chunk of {cfg.name} finishes in {budget - 30:.0f} s at the measured rates, not queued")
         continue
     print(f"# {rule}: {n} left; one chunk of {k}, about {k * steps / rate(k):.0f} s\n"
-          f"benchmark={net} optimizer={rule} grid={rule} seeds=2 chunk_size={k}")
+          f"benchmark={net} optimizer={rule} grid={rule} seeds={TUNING_SEEDS} chunk_size={k}")
     budget = 0
 PYEOF
 echo "[gpu_check] queue (${LEFT}s left):"; cat "$OUT/queue.txt"
