@@ -146,7 +146,8 @@ SOFTMAX_VARIANTS = {
     "l, C=d (not d/10)": {"mode": "l", "cap_step": False, "h_rel": 0.0, "c": 63.0},
     "b, paper": {"mode": "b", "cap_step": False, "h_rel": 0.0},
     "g, paper": {"mode": "g", "cap_step": False, "h_rel": 0.0},
-    "l, h_rel=1, cap (default)": {"mode": "l", "h_rel": 1.0},
+    "l, h_rel=1, cap (default)": {"mode": "l", "h_rel": 1.0},  # the cap checked since session 26
+    "l, h_rel=1, cap without the check": {"mode": "l", "h_rel": 1.0, "cap_step": True},  # session 25's default
     "l, paper (no floor), cap": {"mode": "l", "h_rel": 0.0},
 }
 
