@@ -225,6 +225,27 @@ def curves_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Path]:
         return save_png_pdf(fig, out, "table4_curves")
 
 
+def _name_column(ax, named: list[tuple[float, float, str]], x_text: float) -> None:
+    """Label points in a column at ``x_text``, each label at its point's height where the labels do not collide
+    (at least a line apart, spread upwards from the lowest, shifted down as a whole if they leave the axes),
+    with a thin line from label to point: clustered points stay readable."""
+    if not named:
+        return
+    lo, hi = ax.get_ylim()
+    gap = 0.085 * (hi - lo)
+    ys, prev = [], -np.inf
+    for mean, _, _ in sorted(named):
+        prev = max(mean, prev + gap)
+        ys.append(prev)
+    over = ys[-1] - (hi - 0.03 * (hi - lo))
+    if over > 0:
+        ys = [y - over for y in ys]
+    for (mean, x, text), y in zip(sorted(named), ys):
+        ax.annotate(text, (x, mean), xytext=(x_text, y), textcoords="data", fontsize=6, va="center",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#999999", "shrinkA": 0, "shrinkB": 2})
+    ax.set_ylim(lo, hi)
+
+
 def tuning_cost_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Path]:
     import matplotlib
 
@@ -239,21 +260,25 @@ def tuning_cost_figure(df: pd.DataFrame, t: pd.DataFrame, out: Path) -> list[Pat
         for ax, wl in zip(axes[0], wls):
             sub = t[(t.workload == wl) & ~t.method.map(is_variant)]
             free = [m for m in METHODS if m not in TUNED and not is_variant(m)]
+            named = []  # (mean, x, label) of the points named in a column to their right
             for _, r in sub.iterrows():  # tuning-free methods side by side around x = 1 (so that none hides another)
                 x = r.n_settings + (0.06 * (free.index(r.method) - len(free) / 2) if r.method in free else 0.0)
                 vs = r.method.startswith("vsgd")
                 ax.errorbar(x, r["mean"], yerr=r["std"] if np.isfinite(r["std"]) else None, fmt="o",
                             ms=5 if vs else 3.5, color="black" if vs else ("#2ca02c" if r.method == "sgdm" else "#7f7f7f"),
                             capsize=1.5, lw=0.7)
-                if vs or r.method in ("sgdm", "adam"):
-                    ax.annotate(method_label(r.method).replace(" (tuned lr)", ""), (x, r["mean"]), fontsize=6,
-                                xytext=(3, 0), textcoords="offset points", va="center")
+                if r.method == "sgdm":
+                    ax.annotate("SGD-mom", (x, r["mean"]), fontsize=6, xytext=(3, 0), textcoords="offset points",
+                                va="center")
+                elif vs or r.method == "adam":
+                    named.append((r["mean"], x, method_label(r.method)))
             g = df[(df.benchmark == wl) & (df.optimizer == "sgdm")]
             if len(g):  # every grid setting, as if it had been picked blind (one run of the search)
                 m = g.assign(err=np.where(g.diverged.astype(bool), 100.0, g.test_error.astype(float))).groupby("hp_lr").err.mean()
                 ax.scatter(np.full(len(m), 1.5), m.to_numpy(), marker="x", s=14, color="#2ca02c", lw=0.8)
             ax.set_xticks(range(1, 6))
             ax.set_xlim(0.4, 5.5)
+            _name_column(ax, named, x_text=2.0)
             ax.set_title(WORKLOAD_LABELS.get(wl, wl))
             ax.set_xlabel("settings tried (x seeds)")
             ax.grid(alpha=0.3)
