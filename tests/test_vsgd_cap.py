@@ -216,7 +216,7 @@ def test_the_checked_cap_cuts_a_step_that_raises_its_own_batchs_loss_and_keeps_o
     with torch.no_grad():
         model[0].weight.zero_()
         model[0].bias.fill_(-0.01)  # every hidden unit off, at the kink's doorstep
-    rec = InputRecorder(model)
+    rec = InputRecorder(model, keep_grad=True)
     out = model(x)
     loss0 = F.cross_entropy(out, y)
     loss0.backward()

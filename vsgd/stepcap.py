@@ -58,8 +58,9 @@ class InputRecorder:
     enabled (the closure's), for the cap's second pass. ``paused`` turns it off (per-sample passes). Holds no
     reference to the optimizer (the optimizer's finalizer removes the hook)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, *, keep_grad: bool = False):
         self.model = model
+        self.keep_grad = keep_grad  # also keep dL/d(output) (the check of cap_step="checked" needs it)
         self.paused = False
         self.last: tuple[tuple, dict, Tensor] | None = None
         self.grad: Tensor | None = None  # dL/d(output) of that pass, from the closure's backward
@@ -68,7 +69,7 @@ class InputRecorder:
     def _hook(self, module, args, kwargs, out) -> None:
         if not self.paused and torch.is_grad_enabled() and isinstance(out, Tensor):
             self.last, self.grad = (args, kwargs, out.detach()), None
-            if out.requires_grad:
+            if self.keep_grad and out.requires_grad:
                 out.register_hook(self._grad_hook)
 
     def _grad_hook(self, grad: Tensor) -> None:
@@ -111,18 +112,20 @@ def _output_at(model: nn.Module, recorder: InputRecorder, shifted: list[tuple[Te
 
 
 def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[Tensor, Tensor]], *, loss: str,
-               reduction: str, l2: float, rng: Any = None, names: dict[int, str] | None = None,
+               reduction: str, l2: float, rng: Any = None, own: set[int] | None = None,
                check: bool = False) -> tuple[Tensor, dict[str, float]] | None:
     """alpha = min(1, -g.d / d^T G d) for the step ``moves`` ((parameter, its update d), the updates the rule
     proposes), or None where it cannot be measured (no forward pass recorded, a zero step); with the slope and
-    the curvature it came from. ``rng``: the random state before the closure's forward pass (replayed);
-    ``names``: ``{id(parameter): name}`` of the model's parameters (the caller's cache; built here if None).
+    the curvature it came from. ``check``: then the batch loss at the capped step, and alpha cut back where it
+    rose (module docstring, "The check"; needs a recorder with ``keep_grad``). ``rng``: the random state before
+    the closure's forward pass (replayed); ``own``: the ids of the model's parameters (the caller's; found here
+    if None).
 
     Cost (docs/vsgd.md, "Speed of a step against Adam"): one forward pass without gradients at the shifted
-    parameters, run on the model itself with its parameters shifted in place and restored by copy (bit for bit)
-    rather than through ``torch.func.functional_call``, whose re-binding of every parameter cost as much as the
-    small models' forward; and one read from the device for the three reductions (each per-tensor sum is read
-    as a float64 and summed in Python in the parameters' order, the arithmetic of one read per tensor)."""
+    parameters (two with ``check``), run on the model itself with its parameters shifted in place and restored by
+    copy (bit for bit) rather than through ``torch.func.functional_call``, whose re-binding of every parameter
+    cost as much as the small models' forward; and one read from the device for the reductions (each per-tensor
+    sum is read as a float64 and summed in Python in the parameters' order, the arithmetic of one read per tensor)."""
     if recorder.last is None or not moves:
         return None
     out = recorder.last[2]
@@ -141,11 +144,11 @@ def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[
     theta = math.sqrt(sum(sums[n_slope + m:n_slope + 2 * m]))
     dtype = moves[0][0].dtype
     e = math.sqrt(torch.finfo(dtype if dtype.is_floating_point else torch.float32).eps) * (1 + theta) / math.sqrt(d2)
-    if names is None:
-        names = {id(p): n for n, p in model.named_parameters()}
-    own = [(p, u) for p, u in moves if id(p) in names]
-    out2 = _output_at(model, recorder, [(p, (e * u).to(p.dtype)) for p, u in own], rng)
-    jd = (out2.detach().to(out.dtype) - out) / e
+    if own is None:
+        own = {id(p) for p in model.parameters()}
+    mine = [(p, u) for p, u in moves if id(p) in own]
+    out2 = _output_at(model, recorder, [(p, (e * u).to(p.dtype)) for p, u in mine], rng)
+    jd = (out2.to(out.dtype) - out) / e
     curv = float(output_quadratic(loss, out, jd, reduction)) + l2 * d2
     alpha = min(1.0, slope / curv) if curv > 0 and math.isfinite(curv) else 1.0
     info = {"slope": slope, "curvature": curv, "alpha": alpha}
@@ -153,7 +156,7 @@ def step_scale(model: nn.Module, recorder: InputRecorder, moves: Sequence[tuple[
         # the batch loss at the capped step theta + alpha d, against the loss at theta: a step that makes the loss
         # of the very batch it was computed on worse is cut to the minimum of the quadratic through L(theta), its
         # slope along the step and L(theta + alpha d) (which is then below alpha / 2)
-        out3 = _output_at(model, recorder, [(p, (alpha * u).to(p.dtype)) for p, u in own], rng)
+        out3 = _output_at(model, recorder, [(p, (alpha * u).to(p.dtype)) for p, u in mine], rng)
         change = float(output_loss_change(loss, out, recorder.grad, out3, reduction))
         if l2:
             change += l2 * (alpha * sum(sums[n_slope + 2 * m:]) + 0.5 * alpha * alpha * d2)

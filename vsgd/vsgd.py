@@ -450,7 +450,7 @@ class VSGD(RuleOptimizer):
             cap_step = "checked" if model is not None else False
         if cap_step not in (True, False, "checked"):
             raise ValueError(f"Invalid cap_step={cap_step!r}: True (the cap), 'checked' (the cap, and a step that "
-                             "raises its own batch's loss cut back), False or None (the default: True with model=).")
+                             "raises its own batch's loss cut back), False or None (the default: 'checked' with model=).")
         self._cap_check = cap_step == "checked"
         if cap_step and model is None:
             raise ValueError("cap_step=True needs model=... and loss=...: the cap measures the Gauss-Newton curvature "
@@ -465,9 +465,8 @@ class VSGD(RuleOptimizer):
         elif self.curvature == "gnb":
             self._recorder = SampledGaussNewton(model, loss, reduction=reduction, seed=seed)
         self.cap_step = cap_step if cap_step == "checked" else bool(cap_step)
-        self._inputs = InputRecorder(model) if cap_step else None
+        self._inputs = InputRecorder(model, keep_grad=self._cap_check) if cap_step else None
         self._model = model if cap_step else None
-        self._names: dict[int, str] | None = None  # {id(parameter): name} of the model, for the cap
         self.replay_rng = bool(cap_step)
         self.last_step_cap: dict[str, float] | None = None  # the last step's slope, curvature and alpha (cap_step)
         self._own = None if model is None else {id(p) for p in model.parameters()}
@@ -566,10 +565,8 @@ class VSGD(RuleOptimizer):
         self.last_step_cap = None
         if self._inputs is None:
             return None
-        if self._names is None or any(id(p) not in self._names for p, _ in moves):
-            self._names = {id(p): n for n, p in self._model.named_parameters()}  # cached: the model's parameters
         got = step_scale(self._model, self._inputs, moves, loss=self._loss, reduction=self._reduction, l2=self._l2,
-                         rng=rng, names=self._names, check=self._cap_check)
+                         rng=rng, own=self._own, check=self._cap_check)  # add_param_group keeps moves within _own
         if got is None:
             return None
         self.last_step_cap = got[1]
