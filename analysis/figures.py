@@ -137,7 +137,7 @@ def _legend(fig, handles: dict, ncol: int | None = None) -> None:
 # -- Fig. 3 and Supp. Figs. 4-5: train vs test --------------------------------------------------
 BEST_TUNED = "large, black edge: best-tuned setting"
 TUNING_FREE = "large, white edge: tuning-free"
-DIVERGED = "all seeds diverged (beside the top-right corner)"
+DIVERGED = "settings whose seeds all diverged (top-left corner: their number)"
 
 
 def _zoom(values: np.ndarray, focus: np.ndarray) -> tuple[float, float]:
@@ -190,14 +190,17 @@ def _draw_settings(ax, sub: pd.DataFrame, handles: dict) -> None:
 
 
 def _mark_diverged(ax, fig, gone: pd.DataFrame, handles: dict) -> None:
-    """Settings whose seeds all diverged (no finite error to plot): a cross in the method's colour just right of
-    the panel's top-right corner (clear of the top-edge triangles), 9 pt apart, so that they are counted, not
-    dropped. Each line's label names the method."""
-    for k, r in enumerate(gone.itertuples()):
-        tr = offset_copy(ax.transAxes, fig=fig, x=8.0 + 9.0 * k, y=0.0, units="points")
-        ax.plot([1.0], [1.0], marker="X", ls="none", ms=7, mfc=style(r.optimizer)["color"], mec="black", mew=0.5,
-                clip_on=False, zorder=7, transform=tr, label=f"diverged: {r.optimizer}")
-        handles.setdefault(DIVERGED, Line2D([], [], marker="X", ls="none", ms=7, mfc="gray", mec="black", mew=0.5))
+    """Settings whose seeds all diverged (no finite error to plot): per method, one cross in its colour inside the
+    panel's top-left corner with the number of such settings beside it, one line per method, so that they are
+    counted, not dropped, however many there are (one cross per setting ran past the figure's edge once a grid
+    had dozens). Each line's label names the method."""
+    for k, (method, n) in enumerate(gone.groupby("optimizer", sort=True).size().items()):
+        tr = offset_copy(ax.transAxes, fig=fig, x=7.0, y=-7.0 - 10.0 * k, units="points")
+        ax.plot([0.0], [1.0], marker="X", ls="none", ms=6, mfc=style(method)["color"], mec="black", mew=0.5,
+                clip_on=False, zorder=7, transform=tr, label=f"diverged: {method}")
+        ax.text(0.0, 1.0, f"{n} diverged", transform=offset_copy(tr, fig=fig, x=6.0, y=0.0, units="points"),
+                fontsize=5.5, va="center", ha="left", zorder=7)
+        handles.setdefault(DIVERGED, Line2D([], [], marker="X", ls="none", ms=6, mfc="gray", mec="black", mew=0.5))
 
 
 def _log_ticks(axis, values: pd.Series, horizontal: bool) -> None:
