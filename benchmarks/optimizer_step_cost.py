@@ -64,21 +64,21 @@ def given_curvature(model):
 
 
 METHODS = {
-    "adam": lambda m, bbprop: torch.optim.Adam(m.parameters()),
-    "vsgd_l": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy"),
-    "vsgd_b": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="b", model=m, loss="cross_entropy"),
-    "vsgd_g": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="g", model=m, loss="cross_entropy"),
-    "vsgd_l, no step cap": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy",
+    "adam": lambda m: torch.optim.Adam(m.parameters()),
+    "vsgd_l": lambda m: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy"),
+    "vsgd_b": lambda m: vsgd.VSGD(m.parameters(), mode="b", model=m, loss="cross_entropy"),
+    "vsgd_g": lambda m: vsgd.VSGD(m.parameters(), mode="g", model=m, loss="cross_entropy"),
+    "vsgd_l, no step cap": lambda m: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy",
                                                        cap_step=False),
-    "vsgd_l, cap without the check": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m,
+    "vsgd_l, cap without the check": lambda m: vsgd.VSGD(m.parameters(), mode="l", model=m,
                                                                   loss="cross_entropy", cap_step=True),
-    "vsgd_l given curvature": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", curvature_fn=given_curvature(m)),
-    "vsgd_fd": lambda m, bbprop: vsgd.VSGDfd(m.parameters()),
-    "closure only": lambda m, bbprop: "closure",
-    "vsgd_l, per-sample closure": lambda m, bbprop: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy"),
+    "vsgd_l given curvature": lambda m: vsgd.VSGD(m.parameters(), mode="l", curvature_fn=given_curvature(m)),
+    "vsgd_fd": lambda m: vsgd.VSGDfd(m.parameters()),
+    "closure only": lambda m: "closure",
+    "vsgd_l, per-sample closure": lambda m: vsgd.VSGD(m.parameters(), mode="l", model=m, loss="cross_entropy"),
 }
 PER_SAMPLE = {"vsgd_l, per-sample closure"}
-MODELS = {"mlp 784-256-256-10": (mlp, True), "small cnn": (cnn, False)}
+MODELS = {"mlp 784-256-256-10": mlp, "small cnn": cnn}
 TABLE4 = ("mnist_cnn", "cifar_resnet", "char_lstm", "char_transformer", "sparse_logreg")
 
 
@@ -95,18 +95,18 @@ def main(argv=None) -> None:
     from experiments.data import load
 
     mnist = load("mnist")
-    cases = {name: (make, bbprop, mnist.x_train, mnist.y_train, 64) for name, (make, bbprop) in MODELS.items()}
+    cases = {name: (make, mnist.x_train, mnist.y_train, 64) for name, make in MODELS.items()}
     for name in TABLE4:
         wl = workloads.workload_config(name)
         data = workloads.build_data(wl)
-        cases[f"table4 {name}"] = (lambda wl=wl, data=data: workloads.build_model(wl, data), None, data.x_train,
+        cases[f"table4 {name}"] = (lambda wl=wl, data=data: workloads.build_model(wl, data), data.x_train,
                                    data.y_train, int(wl["batch_size"]))
     unknown = set(args.models or []) - set(cases)
     if unknown:
         raise SystemExit(f"unknown --models {sorted(unknown)}; choose from {list(cases)}")
     rows = []
     load_before = os.getloadavg()[0]
-    for model_name, (make, bbprop, xs, ys, batch) in cases.items():
+    for model_name, (make, xs, ys, batch) in cases.items():
         if args.models and model_name not in args.models:
             continue
         runs, restarts = {}, {}
@@ -114,7 +114,7 @@ def main(argv=None) -> None:
         def fresh(name):
             torch.manual_seed(0)
             model = make()
-            return model, METHODS[name](model, bbprop)
+            return model, METHODS[name](model)
 
         for name in METHODS:
             runs[name] = (*fresh(name), [0])

@@ -9,14 +9,17 @@ at steps 1, 2, 5, 10, 20, 50, 100, ... and the last: the minibatch loss and the 
 per-element learning rates the optimizer uses (``learning_rates()``, for vSGD); ``sgdm`` rows give SGD-momentum's
 effective step lr / (1 - momentum) at the lr Table 4 picked (``--sgdm-lr``), for comparison; ``relu_dead``: the
 fraction of the model's ReLU outputs (every nn.ReLU module's units) that are 0 for all of the first 1000 training
-rows (a unit that never fires passes no gradient; NaN for models without nn.ReLU modules). No timing.
+rows (a unit that never fires passes no gradient; NaN for models without nn.ReLU modules); for VSGD with its step
+cap (``model=``), over the steps since the previous logged step: the median of the cap's alpha (1: the rule's own
+step), the fraction of steps the cap shortened (alpha < 1) and the fraction the check cut back (``loss_change`` >
+0). No timing.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -24,6 +27,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput import write_csv
 
 from experiments import workloads as W
 from vsgd import PerSampleClosure
@@ -62,6 +68,7 @@ def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None, s
     steps = round(n // B * float(epochs if epochs is not None else wl["epochs"]))
     marks = set(log_steps(steps))
     rows, perm, pos = [], torch.randperm(n, generator=gen), 0
+    caps: list[dict] = []  # the step cap's info (VSGD with model=) of the steps since the last logged one
     for step in range(1, steps + 1):
         if pos + B > n:
             perm, pos = torch.randperm(n, generator=gen), 0
@@ -72,6 +79,8 @@ def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None, s
         except RuntimeError as exc:  # e.g. the curvature sampler on a non-finite output: diverged, said so
             print(f"{name} {method} seed {seed} step {step}: {type(exc).__name__}: {exc}", flush=True)
             loss = float("nan")
+        if getattr(opt, "last_step_cap", None) is not None:
+            caps.append(opt.last_step_cap)
         if not math.isfinite(loss):  # diverged: log this step and stop
             marks.add(step)
         if step in marks:
@@ -82,8 +91,16 @@ def trace(name: str, method: str, sgdm_lr: float, epochs: float | None = None, s
             else:
                 r = torch.cat([t.reshape(-1).float() for t in opt.learning_rates()])
                 q = torch.quantile(r[torch.randperm(len(r))[:100_000]], torch.tensor([0.1, 0.5, 0.9])).tolist()
+            alphas = [c["alpha"] for c in caps]
             rows.append({"workload": name, "method": method, "step": step, "loss": loss, "rate_p10": q[0],
-                         "rate_p50": q[1], "rate_p90": q[2], "relu_dead": relu_dead(model, data.x_train[:1000])})
+                         "rate_p50": q[1], "rate_p90": q[2], "relu_dead": relu_dead(model, data.x_train[:1000]),
+                         # the cap over the steps since the last logged step: median alpha, the fraction of steps it
+                         # shortened (alpha < 1) and the fraction the check cut back (the loss rose); NaN: no cap
+                         "cap_alpha_p50": statistics.median(alphas) if alphas else float("nan"),
+                         "cap_shortened": sum(a < 1 for a in alphas) / len(alphas) if alphas else float("nan"),
+                         "check_cut": (sum(c.get("loss_change", 0.0) > 0 for c in caps) / len(caps)
+                                       if caps else float("nan"))})
+            caps = []
         if not math.isfinite(loss):
             break
     if hasattr(opt, "close"):
@@ -111,13 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for r in got:
                 print(f"{name:16s} {m:8s} seed {r['seed']} step {r['step']:5d} loss {r['loss']:9.4g} rate p10/p50/p90 "
-                      f"{r['rate_p10']:.3g} / {r['rate_p50']:.3g} / {r['rate_p90']:.3g}  relu dead {r['relu_dead']:.3f}", flush=True)
+                      f"{r['rate_p10']:.3g} / {r['rate_p50']:.3g} / {r['rate_p90']:.3g}  relu dead {r['relu_dead']:.3f}  cap alpha "
+                      f"p50 {r['cap_alpha_p50']:.3g} shortened {r['cap_shortened']:.2f} check cut {r['check_cut']:.2f}",
+                      flush=True)
             rows += got
     if a.csv and rows:
-        with open(a.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(rows, a.csv)
     return 0
 
 
