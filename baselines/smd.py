@@ -75,6 +75,7 @@ RULE = register(
         hyperparams=HYPERPARAMS,
         extras=("hvp",),
         rates=rates,
+        hvp_vectors=lambda state: state["v"],  # line 3's H(t) v(t): v is known before the gradient
         doc=__doc__,
     )
 )

@@ -157,11 +157,19 @@ class EnsembleMLP:
         Uses ``torch.func.jvp`` of :meth:`loss_and_grads` (Pearlmutter's R-operator, computed by
         the autodiff system rather than written by hand a second time).
         """
-        def grads_fn(*ps):
-            return tuple(self.loss_and_grads(list(ps), x, target)[1])
+        return self.grads_and_hvp(params, x, target, vectors)[2]
 
-        _, hv = torch.func.jvp(grads_fn, tuple(params), tuple(vectors))
-        return list(hv)
+    def grads_and_hvp(self, params: Sequence[Tensor], x: Tensor, target: Tensor,
+                      vectors: Sequence[Tensor]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """(data loss [K], gradients, Hessian-vector products) from one forward-over-reverse pass: the jvp's
+        primal outputs are :meth:`loss_and_grads`' loss and gradients, so a rule that needs both (SMD) pays for
+        one pass of the gradient, not two (``experiments.trainer``, ``Rule.hvp_vectors``)."""
+        def fn(*ps):
+            loss, grads, _ = self.loss_and_grads(list(ps), x, target)
+            return loss, tuple(grads)
+
+        (loss, grads), (_, hv) = torch.func.jvp(fn, tuple(params), tuple(vectors))
+        return loss, list(grads), list(hv)
 
     # -- evaluation on a whole set ------------------------------------------------------------
     @torch.no_grad()

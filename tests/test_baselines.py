@@ -3,6 +3,7 @@ from the equations, Hessian-vector products, batching, divergence handling, erro
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -257,6 +258,33 @@ def test_ensemble_mlp_hvp_matches_double_backward(loss):
     want = torch.autograd.grad(grads, ps, grad_outputs=vs)
     for a, w in zip(got, want):
         torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_trainer_takes_smd_gradient_and_hvp_from_one_pass_bit_identical(compiled):
+    """The trainer's SMD step takes the gradient from the jvp's primal (Rule.hvp_vectors): the same parameters and
+    state, bit for bit, as a gradient pass followed by a product pass, eager and compiled."""
+    from experiments import trainer
+
+    spec = MLPSpec((7, 5, 3), "cross_entropy", l2=1e-3)
+    model, rule, K = EnsembleMLP(spec), get_rule("smd"), 3
+    hp = rule.hp_tensors([{"eta0": 0.05, "mu": 0.1, "tau": 10.0}] * K, dtype=torch.float32, device="cpu")
+    g = torch.Generator().manual_seed(3)
+    xs, ys = torch.randn(40, K, 7, generator=g), torch.randint(0, 3, (40, K), generator=g)
+
+    def run(one_pass: bool):
+        r = rule if one_pass else dataclasses.replace(rule, hvp_vectors=None)
+        params = glorot_init(spec, list(range(K)))
+        state = r.init(params, hp)
+        step = trainer.make_step(model, r, compile=compiled)
+        for x, y in zip(xs, ys):
+            state = step(params, state, hp, x, y)
+        return params, state
+
+    (p1, s1), (p2, s2) = run(True), run(False)
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+    assert torch.equal(s1["eta"], s2["eta"]) and all(torch.equal(a, b) for a, b in zip(s1["v"], s2["v"]))
+    assert not torch.equal(s1["eta"], hp["eta0"].float())  # the rate moved: the products were used
 
 
 def test_smd_frontend_hvp_matches_full_hessian():

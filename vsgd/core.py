@@ -130,6 +130,10 @@ class Rule:
         rates: optional ``rates(state, hp, params) -> list`` giving the current learning rates, one
             tensor per parameter broadcastable to its shape ``[K, ...]`` (a global rate is ``[K, 1, ..]``),
             for logging and for people who want to see them.
+        hvp_vectors: optional, for rules with the ``hvp`` extra: ``hvp_vectors(state) -> list``, the vectors the
+            update will pass to ``extras["hvp"]``, known before the gradient (SMD: its v). The ensemble trainer
+            then takes the gradient and the products from one forward-over-reverse pass
+            (``EnsembleMLP.grads_and_hvp``) instead of a gradient pass and a product pass.
         scalar_rate: only for rules whose update is exactly ``-rate * grad`` with one rate per
             member (plain SGD): ``scalar_rate(state, hp) -> (rate [K], new_state)``. ``update`` must
             be written in terms of it; the ensemble trainer then fuses the update into the backward
@@ -142,6 +146,7 @@ class Rule:
     hyperparams: Mapping[str, HyperParam] = field(default_factory=dict)
     extras: tuple[str, ...] = ()
     rates: Callable[[State, HP, Sequence[Tensor]], list[Tensor]] | None = None
+    hvp_vectors: Callable[[State], Sequence[Tensor]] | None = None
     scalar_rate: Callable[[State, HP], tuple[Tensor, State]] | None = None
     doc: str = ""
 
