@@ -4,8 +4,8 @@ Table 4's char workloads (docs/table4.md: CPython's licence text, checksummed; p
 before it), trained with ``VSGD`` at its defaults beside ``torch.optim.Adam`` at its defaults and SGD-momentum at
 Table 4's pick, same model, initial weights and minibatches. Prints the test error and loss after each epoch.
 
-    python examples/char_lm.py                        # the LSTM, 3 epochs: about 30 s on one CPU core
-    python examples/char_lm.py --model transformer --epochs 1
+    PYTHONPATH=. python examples/char_lm.py                        # the LSTM, 3 epochs: about 30 s on one CPU core
+    PYTHONPATH=. python examples/char_lm.py --model transformer --epochs 1
 
 The VSGD loop is the usual closure; ``model=`` lets it measure the curvature (a sampled Gauss-Newton diagonal)
 and cap each step (docs/vsgd.md, "The step cap"):
