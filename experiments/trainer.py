@@ -252,7 +252,8 @@ def _generic_step(model: EnsembleMLP, rule: Rule, params: list[Tensor], state, h
     extras: dict[str, Any] = {"batch_size": 1}
     if "hvp" in need and rule.hvp_vectors is not None and "curvature" not in need:
         # the gradient and H v in one forward-over-reverse pass (the jvp's primal is the gradient); bit-identical
-        # to the two passes (tests/test_baselines.py), 3-6 % faster compiled, 13 % eager (M0-M2, K = 4)
+        # to the two passes (tests/test_baselines.py); compiled 1-5 % faster (M2 K = 4: 20 %; C1 K = 4: 6 % slower),
+        # eager 13 % (M1): benchmarks/smd_one_pass.csv
         vectors = rule.hvp_vectors(state)
         _, grads, products = model.grads_and_hvp(params, x, target, vectors)
         curv = None
