@@ -27,8 +27,24 @@ MB). A chunk whose working set (K x the distinct bytes above) fits the runner's 
 (``experiments.run.CPU_CACHE_BYTES``) is held against the cache bandwidth, otherwise against DRAM's. On
 CUDA (``--device cuda``) the same, against the GPU's measured copy bandwidth.
 
-Writes benchmarks/roofline.csv (one row per rule x benchmark x K, with the runner's K marked) and
-benchmarks/roofline.png. Timings on a shared machine are noisy: take them with the machine quiet.
+The second ceiling is arithmetic (``update_flops``): the operations of one member's update, counted by running
+the trainer's eager step (the same rule and network as the compiled one, K = 2, over 32 steps: two of plain SGD's
+fold windows) under ``torch.utils.flop_counter.FlopCounterMode`` (matrix products: 2 per multiply-add) and a
+dispatch mode that counts every pointwise operation's output elements and every reduction's input elements (1
+each; a division, a square root or ``lerp`` counts 1: the count is of operations, not of cycles). The peak is
+this machine's measured one-thread matrix product (``machine_flops``: float32 ``torch.mm`` of 256-1024 square
+matrices, the best; on CUDA 4096, TF32 off). Both ceilings together are the classic roofline: an update cannot
+take less than ``max(bytes / bandwidth, flops / peak)``, so ``fraction_of_roofline`` is the larger of the two
+fractions, and ``nearer_ceiling`` names that one (the arithmetic intensity flops/bytes against the ridge point
+peak/bandwidth). ``--recount --peak-gflops X`` fills these columns into a CSV measured before they
+existed (the rates kept; the peak should be measured on the same machine, ``--peak-gflops measure``).
+
+Writes benchmarks/roofline.csv (one row per rule x benchmark x K, with the runner's K marked),
+benchmarks/roofline.png (achieved GB/s against K) and benchmarks/roofline_classic.png (the classic roofline at the
+runner's K: achieved GFLOP/s against operations per byte, under both ceilings). Timings on a shared machine are
+noisy: take them with the machine quiet. The committed CSV is two runs in one sitting, the grid jobs paused:
+``--benchmarks m0 m1 m2 c1 --rules sgd vsgd_l smd adagrad --ks 1 10 --runner-k``, then ``--benchmarks m1 m2 c1 m0
+--rules almeida amari vsgd_b vsgd_fd --ks 1 --runner-k`` (rows concatenated).
 """
 
 from __future__ import annotations
@@ -36,12 +52,15 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import math
 import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.throughput import bench_spec, ensemble_rate
+from benchmarks.throughput import bench_spec, ensemble_rate, ensemble_stepper
 from experiments.mlp import FusedSGD, MLPSpec
 from experiments.run import CPU_CACHE_BYTES, auto_chunk_size
 from experiments.trainer import TENSOR_EXTRAS, state_elements
@@ -68,21 +87,72 @@ def update_bytes(rule: Rule, spec: MLPSpec, *, itemsize: int = 4) -> dict[str, i
     return parts
 
 
-def stream_bandwidth(n: int, device: str = "cpu", seconds: float = 0.5) -> float:
-    """Bytes/s of ``c = a + b`` over arrays of ``n`` float32 (3 x 4 n bytes per call), best of 5 windows."""
-    a, b, c = (torch.rand(n, device=device) for _ in range(3))
+NOT_ARITHMETIC = {"copy_", "clone", "fill_", "zero_", "_to_copy", "lift_fresh", "detach", "alias", "zeros_like",
+                  "ones_like", "empty_like", "full_like", "scalar_tensor", "where"}  # pointwise-tagged data movement
+
+
+class _PointwiseCount(TorchDispatchMode):
+    """Counts pointwise operations (one per output element) and reductions (one per input element)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if torch.Tag.pointwise in func.tags and func._overloadpacket.__name__ not in NOT_ARITHMETIC:
+            self.count += next(t for t in (out if isinstance(out, (tuple, list)) else (out,))
+                               if isinstance(t, torch.Tensor)).numel()
+        elif torch.Tag.reduction in func.tags:
+            self.count += next(a for a in args if isinstance(a, torch.Tensor)).numel()
+        return out
+
+
+def count_flops(fn, repeat: int = 1) -> float:
+    """Operations of ``fn()`` (matrix products 2 per multiply-add, pointwise 1 per element), per call."""
+    with FlopCounterMode(display=False) as mm, _PointwiseCount() as pw:
+        for _ in range(repeat):
+            fn()
+    return (mm.get_total_flops() + pw.count) / repeat
+
+
+def update_flops(rule_name: str, spec: MLPSpec, *, K: int = 2, steps: int = 32) -> float:
+    """Operations of one member's update (see the module docstring): the eager step, per member and step."""
+    one = ensemble_stepper(spec, rule_name, K, compile=False)
+    for _ in range(3):  # past the first steps' special cases
+        one()
+    return count_flops(one, steps) / K
+
+
+def best_calls_per_s(fn, device: str = "cpu", seconds: float = 0.5) -> float:
+    """Calls per second of ``fn()``, the best of 5 windows of ``seconds / 5`` (at least 3 calls each)."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     best = 0.0
     for _ in range(5):
-        torch.add(a, b, out=c)
+        fn()
         sync()
         calls, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds / 5 or calls < 3:
-            torch.add(a, b, out=c)
+            fn()
             calls += 1
         sync()
-        best = max(best, 12 * n * calls / (time.perf_counter() - start))
+        best = max(best, calls / (time.perf_counter() - start))
     return best
+
+
+def machine_flops(device: str = "cpu", seconds: float = 0.5) -> float:
+    """FLOP/s of a float32 matrix product (best of sizes and of 5 windows), one thread on the CPU."""
+    best = 0.0
+    for n in ((4096,) if device.startswith("cuda") else (256, 512, 1024)):
+        a, b, c = (torch.rand(n, n, device=device) for _ in range(3))
+        best = max(best, 2 * n ** 3 * best_calls_per_s(lambda: torch.mm(a, b, out=c), device, seconds))
+    return best
+
+
+def stream_bandwidth(n: int, device: str = "cpu", seconds: float = 0.5) -> float:
+    """Bytes/s of ``c = a + b`` over arrays of ``n`` float32 (3 x 4 n bytes per call), best of 5 windows."""
+    a, b, c = (torch.rand(n, device=device) for _ in range(3))
+    return 12 * n * best_calls_per_s(lambda: torch.add(a, b, out=c), device, seconds)
 
 
 def machine_bandwidth(device: str) -> dict[str, float]:
@@ -93,13 +163,17 @@ def machine_bandwidth(device: str) -> dict[str, float]:
 
 
 def roofline_row(device: str, name: str, rule_name: str, K: int, runner_k: int, rate: float,
-                 bw: dict[str, float], device_name: str = "") -> dict:
-    """One CSV row: a measured rate (member-updates/s) held against the bytes counted for it."""
+                 bw: dict[str, float], device_name: str = "", *, flops: float = float("nan"),
+                 peak: float = float("nan")) -> dict:
+    """One CSV row: a measured rate (member-updates/s) held against the bytes counted for it and, where
+    ``flops`` (per update) and ``peak`` (FLOP/s) are given, against the arithmetic ceiling too."""
     spec, cfg = bench_spec(name)
     parts = update_bytes(get_rule(rule_name), spec)
     working_set = K * parts["distinct"]
     level = "cache" if working_set <= CPU_CACHE_BYTES and not device.startswith("cuda") else "dram"
     achieved = rate * parts["total"]
+    f_mem, f_ops = achieved / bw[level], rate * flops / peak
+    has_ops = not math.isnan(f_ops)
     return {
         "device": device, "device_name": device_name, "benchmark": cfg.name, "rule": rule_name, "K": K,
         "runner_K": runner_k, "n_params": spec.n_params, "bytes_per_update": parts["total"],
@@ -108,7 +182,11 @@ def roofline_row(device: str, name: str, rule_name: str, K: int, runner_k: int, 
         "achieved_GBps": round(achieved / 1e9, 2), "dram_GBps": round(bw["dram"] / 1e9, 2),
         "cache_GBps": round(bw["cache"] / 1e9, 2), "limit": level,
         "fraction_of_dram": round(achieved / bw["dram"], 3),
-        "fraction_of_limit": round(achieved / bw[level], 3),
+        "fraction_of_limit": round(f_mem, 3),
+        "flops_per_update": round(flops) if has_ops else "", "achieved_GFLOPs": round(rate * flops / 1e9, 2) if has_ops else "",
+        "peak_GFLOPs": round(peak / 1e9, 1) if has_ops else "", "fraction_of_compute": round(f_ops, 3) if has_ops else "",
+        "fraction_of_roofline": round(max(f_mem, f_ops), 3) if has_ops else round(f_mem, 3),
+        "nearer_ceiling": ("compute" if f_ops > f_mem else "memory") if has_ops else "memory (compute not measured)",
     }
 
 
@@ -119,16 +197,22 @@ def write_rows(rows: list[dict], path: str) -> None:
         w.writerows(rows)
 
 
-def recount(path: str, device_name: str | None = None) -> list[dict]:
-    """The rows of a roofline CSV with their byte columns counted again by the current ``update_bytes``; the
-    measurements (rate, bandwidths, K, the runner's K) are kept as they are."""
+def recount(path: str, device_name: str | None = None, peak: float | None = None) -> list[dict]:
+    """The rows of a roofline CSV with their byte and operation columns counted again by the current
+    ``update_bytes`` and ``update_flops``; the measurements (rate, bandwidths, K, the runner's K, and the peak
+    FLOP/s where the CSV has one and ``peak`` is not given) are kept as they are."""
     with open(path) as f:
         old = list(csv.DictReader(f))
-    rows = []
+    rows, flops = [], {}
     for r in old:
         bw = {"dram": float(r["dram_GBps"]) * 1e9, "cache": float(r["cache_GBps"]) * 1e9}
-        rows.append(roofline_row(r["device"], r["benchmark"].lower(), r["rule"], int(r["K"]), int(r["runner_K"]),
-                                 float(r["updates_per_s"]), bw, device_name or r.get("device_name") or ""))
+        pk = peak if peak is not None else float(r.get("peak_GFLOPs") or "nan") * 1e9
+        key = (r["benchmark"].lower(), r["rule"])
+        if key not in flops and not math.isnan(pk):
+            flops[key] = update_flops(r["rule"], bench_spec(key[0])[0])
+        rows.append(roofline_row(r["device"], key[0], r["rule"], int(r["K"]), int(r["runner_K"]),
+                                 float(r["updates_per_s"]), bw, device_name or r.get("device_name") or "",
+                                 flops=flops.get(key, float("nan")), peak=pk))
     return rows
 
 
@@ -146,10 +230,20 @@ def main() -> None:
     ap.add_argument("--recount", action="store_true",
                     help="count the bytes of --csv's rows again with the current model (rates kept), rewrite it and redraw")
     ap.add_argument("--device-name", help="with --recount: the device's name where the CSV lacks it")
+    ap.add_argument("--peak-gflops", help="with --recount: the peak FLOP/s (GFLOP/s) to hold the rows against, or "
+                    "'measure' (this machine, now: only for a CSV measured on this machine)")
     args = ap.parse_args()
     if args.plot_only or args.recount:
         if args.recount:
-            write_rows(recount(args.csv, args.device_name), args.csv)
+            torch.set_num_threads(1)
+            peak = None
+            if args.peak_gflops == "measure":  # with the bandwidths, to compare with the CSV's (the same machine?)
+                peak, bw = machine_flops(args.device), machine_bandwidth(args.device)
+                print(f"measured now, one thread: matrix product {peak / 1e9:.1f} GFLOP/s; DRAM {bw['dram'] / 1e9:.1f} "
+                      f"GB/s, cache {bw['cache'] / 1e9:.1f} GB/s (the CSV's bandwidths are kept)")
+            elif args.peak_gflops:
+                peak = float(args.peak_gflops) * 1e9
+            write_rows(recount(args.csv, args.device_name, peak), args.csv)
             print(f"wrote {args.csv}")
         with open(args.csv) as f:
             plot(list(csv.DictReader(f)), args.png)
@@ -159,8 +253,10 @@ def main() -> None:
 
     keep_freed_memory()
     bw = machine_bandwidth(args.device)
+    peak = machine_flops(args.device)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
-    print(f"measured bandwidth, one thread: DRAM {bw['dram'] / 1e9:.1f} GB/s, cache {bw['cache'] / 1e9:.1f} GB/s", flush=True)
+    print(f"measured bandwidth, one thread: DRAM {bw['dram'] / 1e9:.1f} GB/s, cache {bw['cache'] / 1e9:.1f} GB/s; "
+          f"matrix product {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     for name, rule_name in itertools.product(args.benchmarks, args.rules):
         spec, cfg = bench_spec(name)
@@ -168,13 +264,15 @@ def main() -> None:
         fused = rule.scalar_rate is not None and not rule.extras
         runner_k = auto_chunk_size(spec, fused, torch.float32, torch.device(args.device), 10_000, rule=rule)
         ks = sorted(set(args.ks) | ({runner_k} if args.runner_k else set()))
+        flops = update_flops(rule_name, spec)
         for K in ks:
             rate = ensemble_rate(spec, rule_name, K, args.seconds, device=args.device)
-            r = roofline_row(args.device, name, rule_name, K, runner_k, rate, bw, device_name)
+            r = roofline_row(args.device, name, rule_name, K, runner_k, rate, bw, device_name, flops=flops, peak=peak)
             rows.append(r)
             print(f"{cfg.name:3s} {rule_name:8s} K={K:<4d}{'*' if K == runner_k else ' '} {rate:9,.0f} updates/s "
                   f"{r['achieved_GBps']:6.1f} GB/s = {r['fraction_of_dram']:5.2f} of DRAM, {r['fraction_of_limit']:5.2f} of "
-                  f"{r['limit']} (working set {r['working_set_MB']} MB)", flush=True)
+                  f"{r['limit']} (working set {r['working_set_MB']} MB); {r['achieved_GFLOPs']} GFLOP/s = "
+                  f"{r['fraction_of_compute']} of the peak", flush=True)
             write_rows(rows, args.csv)  # after every row: a run cut short keeps what it measured
     print(f"wrote {args.csv}")
     plot(rows, args.png)
@@ -214,6 +312,46 @@ def plot(rows: list[dict], path: str) -> None:
             handles.setdefault(lab, h)
     fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right center")
     fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+    plot_classic(rows, str(Path(path).with_name(Path(path).stem + "_classic.png")))
+
+
+def plot_classic(rows: list[dict], path: str) -> None:
+    """The classic roofline at the runner's K: GFLOP/s against operations per byte, under both ceilings."""
+    rows = [r for r in rows if r.get("achieved_GFLOPs") not in (None, "") and int(r["K"]) == int(r["runner_K"])]
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.6, 4.6), layout="constrained")
+    peak, dram, cache = (float(rows[0][k]) for k in ("peak_GFLOPs", "dram_GBps", "cache_GBps"))
+    intensity = [float(r["flops_per_update"]) / float(r["bytes_per_update"]) for r in rows]
+    x = np.logspace(np.log10(min(intensity) / 2), np.log10(max(intensity) * 4), 200)
+    ax.plot(x, np.minimum(peak, x * dram), "k--", lw=1, label=f"ceiling: DRAM {dram:.0f} GB/s, peak {peak:.0f} GFLOP/s")
+    if not math.isnan(cache):
+        ax.plot(x, np.minimum(peak, x * cache), color="grey", ls=":", lw=1, label=f"ceiling: cache {cache:.0f} GB/s")
+    markers = dict(zip(dict.fromkeys(r["benchmark"] for r in rows), "osD^vP"))
+    colours = dict(zip(dict.fromkeys(r["rule"] for r in rows), plt.get_cmap("tab10").colors))
+    for r, ai in zip(rows, intensity):
+        ax.plot(ai, float(r["achieved_GFLOPs"]), markers[r["benchmark"]], color=colours[r["rule"]], ms=8,
+                mfc="none" if r["limit"] == "dram" else colours[r["rule"]])
+    for b, m in markers.items():
+        ax.plot([], [], m, color="k", mfc="none", label=b)
+    for rule, c in colours.items():
+        ax.plot([], [], "s", color=c, label=rule)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("operations per byte counted (flops_per_update / bytes_per_update)")
+    ax.set_ylabel("achieved GFLOP/s (one thread)")
+    name = rows[0].get("device_name") or rows[0]["device"]
+    ax.set_title(f"Roofline at the runner's K ({name}); filled: chunk in cache, open: in DRAM", fontsize=9)
+    fig.legend(fontsize=7, loc="outside right center")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     print(f"wrote {path}")
 
 
