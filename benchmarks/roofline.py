@@ -340,7 +340,7 @@ def plot_classic(rows: list[dict], path: str) -> None:
         ax.plot(ai, float(r["achieved_GFLOPs"]), markers[r["benchmark"]], color=colours[r["rule"]], ms=8,
                 mfc="none" if r["limit"] == "dram" else colours[r["rule"]])
     for b, m in markers.items():
-        ax.plot([], [], m, color="k", mfc="none", label=b)
+        ax.plot([], [], m, color="k", label=b)
     for rule, c in colours.items():
         ax.plot([], [], "s", color=c, label=rule)
     ax.set_xscale("log")
