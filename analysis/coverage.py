@@ -94,7 +94,13 @@ def coverage(ours: dict[int, pd.DataFrame], results_dir: Path, throughput: Path 
     for table, count, frame in (("2/3", "n_seeds", 2), ("1", "n_settings_tried", 1)):
         # Table 1: settings tried, and the picked setting's seeds (a setting may be in with one seed)
         cols = ["benchmark", "method", count] + (["n_seeds"] if table == "1" else [])
-        committed = pd.read_csv(results_dir / f"table{frame}.csv")[cols]
+        committed = pd.read_csv(results_dir / f"table{frame}.csv")
+        if table == "2/3":  # a cell at our own grid's pick (§) is restored at that setting, not the paper's
+            ours_pick = committed.get("setting_source", pd.Series("", index=committed.index)) == "ours"
+            committed["pick"] = committed.get("setting", pd.Series("", index=committed.index)).where(ours_pick, "")
+            committed = committed.drop_duplicates(["benchmark", "method"])[cols + ["pick"]]
+        else:
+            committed = committed[cols]
         mine = ours.get(frame)
         if mine is None or count not in mine:  # e.g. no tuned method in the store: no Table 1
             mine = pd.DataFrame(columns=cols)
@@ -124,12 +130,14 @@ def coverage(ours: dict[int, pd.DataFrame], results_dir: Path, throughput: Path 
             status = _status(c, n)
             if table == "1" and status == "covered":  # same settings: the picked one's seeds decide
                 status = _status(float(r.n_seeds_committed), float(r.n_seeds_records))
+            pick = r.pick if table == "2/3" and isinstance(r.pick, str) else ""
             rows.append({"table": table, "benchmark": r.benchmark, "method": r.method,
                          "unit": "seeds" if table == "2/3" else "settings", "committed": c, "records": n0,
                          "status": status, "target": target, "cpu_s_restore": restore,
-                         "cpu_s_target": to_target, "estimated": estimated,
+                         "cpu_s_target": to_target, "estimated": estimated, "pick": pick,
                          # restore a committed cell at its own seeds first: more seeds make it stale (see markdown)
-                         "command": command(table, r.benchmark, r.method, c if table == "2/3" and c > 0 else PAPER_SEEDS)})
+                         "command": command(table, r.benchmark, r.method, c if table == "2/3" and c > 0 else PAPER_SEEDS,
+                                            pick)})
     df = pd.DataFrame(rows)
     # a one-setting Table 1 row is trained by its Table 2/3 cell's command
     cmd23 = {(r.benchmark, r.method): r.command for r in df[df.table == "2/3"].itertuples()}
@@ -140,11 +148,16 @@ def coverage(ours: dict[int, pd.DataFrame], results_dir: Path, throughput: Path 
                           ascending=[False, True, True], ignore_index=True)
 
 
-def command(table: str, benchmark: str, method: str, target: float) -> str:
-    """The runner command that trains the cell's missing members (members already stored are skipped)."""
+def command(table: str, benchmark: str, method: str, target: float, pick: str = "") -> str:
+    """The runner command that trains the cell's missing members (members already stored are skipped). ``pick``:
+    the setting of a Table 2/3 cell at our own grid's pick (§; ``setting`` of ``table2.csv``, e.g. ``"eta0=0.003,
+    tau=1000"``), which the command gives as overrides: ``experiment=table2`` would train the paper's setting."""
     b = benchmark.lower()
     if table == "1":
         return f"python -m experiments.run experiment=table1 benchmark={b} optimizer={method}"
+    if pick:
+        overrides = " ".join(f"optimizer.{kv.strip()}" for kv in pick.split(","))
+        return f"python -m experiments.run benchmark={b} optimizer={method} {overrides} seeds={int(target)}"
     experiment = "table2" if method in common.PAPER_METHODS else "beyond_tables"
     return f"python -m experiments.run experiment={experiment} benchmark={b} optimizer={method} seeds={int(target)}"
 
@@ -169,8 +182,10 @@ def markdown(df: pd.DataFrame) -> str:
            f"- cells: {len(df)}; covered {int((df.status == 'covered').sum())}, "
            + ", ".join(f"{s} {int((df.status == s).sum())}" for s in STATUS_ORDER[:-1] if (df.status == s).any()),
            f"- to restore every committed cell: about {df.cpu_s_restore.sum() / 3600:.1f} CPU-hours",
-           "- commands restore a committed cell at its own seeds: a cell with more seeds in the records than in",
-           "  the table is stale, and `python -m analysis` rewrites every table from the records, so raise seeds",
+           "- commands restore a committed cell at its own seeds and setting (a cell at our own grid's pick, §, at",
+           "  that pick, given as overrides: `experiment=table2` would train the paper's setting); a cell with more",
+           "  seeds in the records than in the table is stale, and `python -m analysis` rewrites every table from",
+           "  the records, so raise seeds",
            "  (`./reproduce.sh complete`: it refuses until then) only once every cell is covered.",
            f"- to bring every Table 2/3 cell to the paper's {PAPER_SEEDS} seeds and restore every Table 1 row at its "
            "committed settings (a Table 1 row's target is the settings it has, not the paper's full grid, whose cost "
@@ -227,9 +242,9 @@ def target_commands(df: pd.DataFrame) -> list[str]:
     todo = df[(df.table == "2/3") & (df.records < df.target)]
     first = todo[todo.records < FIRST_PASS_SEEDS]
     per_seed = first.cpu_s_target / (first.target - first.records)
-    return (_cheapest_first([command("2/3", r.benchmark, r.method, FIRST_PASS_SEEDS) for r in first.itertuples()],
+    return (_cheapest_first([command("2/3", r.benchmark, r.method, FIRST_PASS_SEEDS, r.pick) for r in first.itertuples()],
                             per_seed * (FIRST_PASS_SEEDS - first.records))
-            + _cheapest_first([command("2/3", r.benchmark, r.method, r.target) for r in todo.itertuples()],
+            + _cheapest_first([command("2/3", r.benchmark, r.method, r.target, r.pick) for r in todo.itertuples()],
                               todo.cpu_s_target))
 
 

@@ -64,6 +64,26 @@ def test_committed_coverage_report_is_current(ours):
     assert committed == expected, "results/coverage.md is out of date: run python -m analysis.coverage --write"
 
 
+def test_a_cell_at_our_pick_is_restored_at_that_setting(ours):
+    """A Table 2/3 cell at our own grid's pick (§) is restored by a command that trains that setting: its
+    overrides are exactly the hyper-parameters of the cell's committed members (``experiment=table2`` would
+    train the paper's setting instead, and the restored cell would never fill)."""
+    assert coverage.command("2/3", "M0", "almeida", 10, "eta0=0.003, tau=1000") == (
+        "python -m experiments.run benchmark=m0 optimizer=almeida optimizer.eta0=0.003 optimizer.tau=1000 seeds=10")
+    df = coverage.coverage(ours, ROOT / "results")
+    cells = df[(df.table == "2/3") & (df.pick != "")]
+    committed = pd.read_csv(ROOT / "results" / "table2.csv").set_index(["benchmark", "method"])
+    assert len(cells) == (committed.setting_source == "ours").sum() > 0
+    for r in cells.itertuples():
+        assert "experiment=" not in r.command, r.command
+        hp = {kv.split("=")[0][len("optimizer."):]: float(kv.split("=")[1])
+              for kv in r.command.split() if kv.startswith("optimizer.")}
+        lines = (results.DEFAULT_RECORDS / r.benchmark / f"{r.method}.jsonl").read_text().splitlines()
+        members = [json.loads(line) for line in lines]
+        at = [m for m in members if m["hp"] == hp and m["epochs"] == committed.loc[(r.benchmark, r.method), "epochs"]]
+        assert len({m["seed"] for m in at}) == committed.loc[(r.benchmark, r.method), "n_seeds"], r.command
+
+
 def test_coverage_statuses(tmp_path):
     """covered / partial / missing / stale / new / not run, and costs from wall_time.csv."""
     t23 = pd.DataFrame({"benchmark": ["M0", "M0", "M0", "M0"], "method": ["vsgd_l", "sgd", "adagrad", "smd"],
