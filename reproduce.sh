@@ -38,6 +38,9 @@ measured, benchmarks/roofline_h100.csv, price M2's SGD, AdaGrad and SMD grids on
   table1     the baselines' tuning grids on all six benchmarks (Sec. 7), 2 seeds each    projected: @T1@
   table2     every method at Table 1's setting (baselines) or untuned (vSGD), 10 seeds   projected: @T2@
   table3     same runs as table2 (final test error instead of train)                     (= table2)
+             table1, table2, table3 and all then bring the pick of every grid the store has searched in
+             full to 10 seeds (Tables 2/3 report those baselines at our pick, §: python -m analysis.coverage
+             --picks prints the commands)
   fig2       the non-stationary quadratic of Fig. 2                                      measured: 15 s
   suite_1d   the 1-D test-function suite                                                 measured: 1 min
   beyond     Tables 2+/3+ (issue 9): table2's runs, vSGD-fd and eight PyPI tuning-free
@@ -119,6 +122,17 @@ run_experiment() {  # run_experiment NAME [overrides...]
   echo "[reproduce] experiment=$name done in $((SECONDS - t0)) s"
 }
 
+run_picks() {  # Tables 2/3 report a baseline at our own grid's pick (§) where its grid ran in full: 10 seeds there
+  local cmds c store_arg=()
+  [[ -n "${STORE:-}" ]] && store_arg=("store=$STORE")
+  cmds="$("$PY" -m analysis.coverage --picks "${STORE:-$ROOT/store}")" || return 1
+  while IFS= read -r c; do
+    [[ -z "$c" ]] && continue
+    echo "[reproduce] ${c/#python/$PY} ${store_arg[*]} $*"
+    ${c/#python/$PY} ${store_arg[@]+"${store_arg[@]}"} "$@"
+  done <<< "$cmds"
+}
+
 analysis() {
   local args=(--out "${OUT:-results}")
   [[ -n "${STORE:-}" ]] && args+=(--store "$STORE")
@@ -163,7 +177,8 @@ fi
 start=$SECONDS
 case "$target" in
   quick) run_experiment quick "$@"; run_experiment fig2_nonstationary ;;  # STORE, OUT: set above
-  table1|table2|table3|suite_1d|unit_suite) run_experiment "$target" "$@" ;;
+  table1|table2|table3) run_experiment "$target" "$@"; run_picks "$@" ;;
+  suite_1d|unit_suite) run_experiment "$target" "$@" ;;
   beyond) run_experiment beyond_tables "$@" ;;
   table4) run_experiment table4 "$@" ;;
   fig2) run_experiment fig2_nonstationary "$@" ;;
@@ -174,7 +189,8 @@ case "$target" in
     run_experiment supp_fig10_c_sensitivity -m benchmark=m0 optimizer=vsgd_l,vsgd_b,vsgd_g "$@"
     run_experiment supp_fig10_c_sensitivity -m benchmark=m1 optimizer=vsgd_l,vsgd_b,vsgd_g "$@" ;;
   figures) ;;
-  all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done ;;
+  all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done
+       run_picks "$@" ;;
 esac
 analysis
 echo "[reproduce] target '$target' finished in $((SECONDS - start)) s; tables in ${OUT:-results}/, figures in ${OUT:-results}/figures/"

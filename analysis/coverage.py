@@ -248,6 +248,23 @@ def target_commands(df: pd.DataFrame) -> list[str]:
                               todo.cpu_s_target))
 
 
+def pick_commands(inp: tables.Inputs, seeds: int = PAPER_SEEDS) -> list[str]:
+    """The commands that bring each baseline to ``seeds`` seeds at our own grid's pick, for every Table 1 row
+    ``inp`` (a store's members) has searched in full (Tables 2/3 report those cells at our pick, §): the grids
+    give a pick 2 seeds, and ``experiment=table2`` trains the paper's setting. What ``./reproduce.sh
+    table1/table2/all`` runs after their experiments; a pick already at ``seeds`` gives no command."""
+    t1 = tables.table1(inp)
+    if t1.empty:
+        return []
+    cmds = []
+    for r in t1[t1.searched.astype(bool)].itertuples():
+        recs = inp.df[(inp.df.benchmark == r.benchmark) & (inp.df.optimizer == r.method)]
+        have = recs[(recs.setting == r.setting_key) & np.isclose(recs.epochs.astype(float), float(r.epochs))]
+        if have.seed.nunique() < seeds:
+            cmds.append(command("2/3", r.benchmark, r.method, seeds, common.setting_text(r.setting_key)))
+    return cmds
+
+
 def write(records: Path, results_dir: Path) -> tuple[Path, str, pd.DataFrame]:
     """Write <results_dir>/coverage.md for the records folder; return its path, its text and the cells."""
     from experiments import results
@@ -314,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to-target", action="store_true",
                     help="with --commands: the commands that bring every Table 2/3 cell to 10 seeds instead "
                          "(once every committed cell is backed)")
+    ap.add_argument("--picks", type=Path, nargs="?", const=results.DEFAULT_STORE, metavar="STORE",
+                    help="print the commands that bring every grid searched in full in STORE (default: the "
+                         "project's store) to 10 seeds at its pick, as Tables 2/3 report it (§)")
     ap.add_argument("--commit", action="store_true",
                     help="write <results>/coverage.md and git-commit it with the records (those paths only)")
     args = ap.parse_args(argv)
@@ -324,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"committed: {msg}" if msg else "nothing to commit: the records and coverage.md are as committed")
+        return 0
+    if args.picks is not None:
+        print("\n".join(pick_commands(tables.Inputs.from_frame(results.load(args.picks)))))
         return 0
     if args.to_target and not args.commands:
         ap.error("--to-target goes with --commands (python -m analysis.coverage --commands --to-target)")

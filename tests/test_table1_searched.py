@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import common, tables
@@ -74,3 +75,24 @@ def test_tables_2_3_use_our_pick_with_the_papers_setting_beside(tmp_path):
     md = tables.table23_markdown(t3.reset_index(), "test", 3)
     assert "§" in md and f"- M0 SGD§: our pick {m0.setting}; at the paper's setting" in md
     assert "grid searched by us on | no tuning | no tuning | M0 |" in md
+
+
+def test_a_pick_below_ten_seeds_gets_the_command_that_trains_it(tmp_path):
+    """``./reproduce.sh table1/table2/all`` bring each pick of a grid searched in full to 10 seeds: the command
+    gives the pick's every hyper-parameter as an override (``experiment=table2`` would train the paper's), and a
+    pick at 10 seeds gives none."""
+    from analysis import coverage
+
+    inp = _inputs(tmp_path, M0_GRID, worsen_paper_m0=5.0)
+    m0 = tables.table1(inp).set_index(["benchmark", "method"]).loc[("M0", "sgd")]
+    cmds = [c for c in coverage.pick_commands(inp) if "benchmark=m0 optimizer=sgd " in c]
+    assert len(cmds) == 1 and cmds[0].endswith(" seeds=10") and "experiment=" not in cmds[0]
+    hp = {kv.split("=")[0][len("optimizer."):]: float(kv.split("=")[1]) for kv in cmds[0].split() if kv.startswith("optimizer.")}
+    assert tuple(sorted(hp.items())) == tuple(sorted(m0.setting_key))  # exactly the pick, every hyper-parameter
+    df = inp.df
+    at = df[(df.benchmark == "M0") & (df.optimizer == "sgd") & (df.setting == m0.setting_key)]
+    assert at.seed.nunique() < 10
+    more = at.iloc[[0] * 10].assign(seed=range(100, 110))  # ten more seeds at the pick
+    done = tables.Inputs.from_frame(pd.concat([df, more], ignore_index=True).drop(columns="setting"),
+                                    grid_dir=tmp_path / "grid")
+    assert not [c for c in coverage.pick_commands(done) if "benchmark=m0 optimizer=sgd " in c]
