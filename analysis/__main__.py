@@ -95,6 +95,8 @@ def run(store: Path | None, out: Path, *, allow_fewer: bool = False) -> tuple[li
 
     try:
         t1 = tables.table1(inp)
+        if len(t1) and "seconds" in inp.df:  # a grid not searched in full says what searching it would cost
+            t1 = wall_time.with_cost_left(inp, t1)
         tabs = {n: tables.table23(inp, split, t1) for n, split in tables.SPLITS.items()} if len(inp.df) else {}
         lost = coverage.lost_cells({1: t1} | tabs if tabs else {}, out)
         cells = ", ".join(f"{b} {m}" for b, m in zip(lost.benchmark[:6], lost.method[:6])) + (

@@ -156,6 +156,17 @@ def setting_key(df: pd.DataFrame) -> pd.Series:
     return vals.apply(lambda r: tuple((c[3:], float(f"{v:.10g}")) for c, v in r.items() if pd.notna(v)), axis=1)
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as the tables print it: "45 s", "12.5 min", "3.2 h"; "–" when unknown (NaN, inf)."""
+    if not np.isfinite(seconds):
+        return "–"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def setting_text(key: tuple) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in key) if key else "(defaults)"
 

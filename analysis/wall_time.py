@@ -74,14 +74,7 @@ def gpu_seconds(left: int, steps: float, measured: list[tuple[int, float]] | Non
     return left * steps / rate_at(measured, left) if left and np.isfinite(steps) else 0.0
 
 
-def _hours(seconds: float) -> str:
-    if not np.isfinite(seconds):
-        return "–"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+_hours = common.duration_text
 
 
 def table23_time(inp: tables.Inputs, t1: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -135,6 +128,19 @@ def table1_time(inp: tables.Inputs, rates: dict[tuple[str, str], float] | None =
                      "seconds_full_grid_rates": measured + rest if size else np.nan,
                      "seconds_left_gpu": gpu_seconds(left, steps, on_gpu.get((bench, method))) if size else np.nan})
     return _ordered(pd.DataFrame(rows))
+
+
+def with_cost_left(inp: tables.Inputs, t1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 with what each row's grid has left to run, projected as ``table1_time`` projects it (issue 33: a
+    row copied from the paper says what searching it would cost): ``seconds_left_cpu`` (one quiet CPU job, at
+    the current code's measured rates) and ``seconds_left_h100`` (where an H100 measured the rule)."""
+    grids = table1_time(inp)
+    if t1.empty or grids.empty:
+        return t1
+    cost = grids[["benchmark", "method", "seconds_left", "seconds_left_gpu"]].rename(
+        columns={"seconds_left": "seconds_left_cpu", "seconds_left_gpu": "seconds_left_h100"})
+    return t1.drop(columns=["seconds_left_cpu", "seconds_left_h100"], errors="ignore").merge(
+        cost, on=["benchmark", "method"], how="left")
 
 
 def _ordered(t: pd.DataFrame) -> pd.DataFrame:

@@ -96,3 +96,23 @@ def test_a_pick_below_ten_seeds_gets_the_command_that_trains_it(tmp_path):
     done = tables.Inputs.from_frame(pd.concat([df, more], ignore_index=True).drop(columns="setting"),
                                     grid_dir=tmp_path / "grid")
     assert not [c for c in coverage.pick_commands(done) if "benchmark=m0 optimizer=sgd " in c]
+
+
+def test_a_row_not_searched_says_what_searching_it_would_cost(tmp_path):
+    """Issue 33: a grid we did not search in full is the paper's row, with its projected cost in md, tex and csv
+    (as results/wall_time.md prices it); a grid searched in full has nothing left."""
+    from analysis import wall_time
+
+    inp = _inputs(tmp_path, "eta0: [0.003, 0.01, 0.03, 0.1, 0.3]\ngamma: [0.0, 0.5, 1.0]\n")  # not run in full
+    t1 = wall_time.with_cost_left(inp, tables.table1(inp))
+    grids = wall_time.table1_time(inp).set_index(["benchmark", "method"])
+    row = t1.set_index(["benchmark", "method"]).loc[("M0", "sgd")]
+    assert not row.searched and row.seconds_left_cpu == grids.loc[("M0", "sgd"), "seconds_left"] > 0
+    text = common.duration_text(row.seconds_left_cpu) + " on this CPU"
+    md, tex = tables.table1_markdown(t1), tables.table1_latex(t1)
+    m0_md = next(line for line in md.splitlines() if line.startswith("| M0 | SGD |"))
+    assert m0_md.endswith(f"| {text} |") and text in next(line for line in tex.splitlines() if line.startswith("M0 & SGD"))
+    (tmp_path / "full").mkdir()
+    done = _inputs(tmp_path / "full", M0_GRID)
+    t1 = wall_time.with_cost_left(done, tables.table1(done))
+    assert next(line for line in tables.table1_markdown(t1).splitlines() if line.startswith("| M0 | SGD |")).endswith("| – |")
