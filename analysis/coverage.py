@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import common, tables, wall_time
+from analysis import common, tables
 from analysis.common import label
 from analysis.wall_time import PAPER_SEEDS  # Tables 2, 3: "averaged over 10 runs"
 
@@ -163,7 +163,7 @@ def command(table: str, benchmark: str, method: str, target: float, pick: str = 
 
 
 def _hours(s: float) -> str:
-    return "?" if np.isnan(s) else "–" if s == 0 else wall_time._hours(s)
+    return "?" if np.isnan(s) else "–" if s == 0 else common.duration_text(s)
 
 
 
