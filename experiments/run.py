@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -505,12 +506,18 @@ def check_cfg(cfg: DictConfig) -> None:
         number(cfg, "threads", int, "torch CPU threads, e.g. threads=1, or null")
     compile_step(cfg)  # a bad value fails here, before any training
     resolve_device(str(cfg.device))
-    store = store_path(cfg)
+    check_store_writable(store_path(cfg))
+
+
+def check_store_writable(store: Path) -> None:
+    """Create the store if needed, prove it writable, stamp or check its version; else one UserError."""
     try:
         store.mkdir(parents=True, exist_ok=True)
-        probe = store / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of this process's own: two runners may start on one store at once, and with one shared probe
+        # name the second's unlink would find the file gone (and stop a good run with "not writable").
+        fd, probe = tempfile.mkstemp(dir=store, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
         results.check_store(store)
     except OSError as exc:
         raise UserError(f"The results store {store} is not writable ({exc.strerror}); choose another with store=PATH.") from None

@@ -64,6 +64,29 @@ def members(store: Path, records: Path) -> tuple[list[str], list[str]]:
             sorted(json.loads(line)["config_hash"] for line in lines))
 
 
+PROBER = """
+import sys, time
+from pathlib import Path
+from experiments.run import check_store_writable
+store, start = Path(sys.argv[1]), float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+for _ in range(3000):
+    check_store_writable(store)
+"""
+
+
+def test_runners_starting_together_both_find_the_store_writable(tmp_path):
+    """Each runner proves the store writable before it trains; several doing so at once must all pass (a shared
+    probe file once made one of two runners started together stop with "not writable")."""
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", PROBER, str(tmp_path / "store"), str(start)], cwd=ROOT, env=ENV,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert [rc for rc, _ in outcomes] == [0, 0, 0], [err[-400:] for _, err in outcomes]
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["RESULTS_VERSION"]  # no probe left behind
+
+
 def test_two_runners_on_one_job_write_each_member_once(tmp_path):
     """Both train every member (neither sees the other's yet); the store keeps the first record of each, and
     the records hold the same one."""
