@@ -471,6 +471,7 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
                          if ((part.diverged > 0) | ~(part[split] <= top)).any()]
             row_h = 0.055 * (top - bottom)  # the off-scale band: one row per series with settings in it
             single = []  # methods run at one setting here: no grid, nothing tuned
+            partial = []  # grids not run in full yet
             for k, (method, gamma, part) in enumerate(series):
                 colour, marker, name = _series_style(method, gamma, gammas)
                 inside = part[(part.diverged == 0) & (part[split] <= top)]
@@ -486,8 +487,12 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
                     ax.scatter(div.eta0, np.full(len(div), y), s=16, marker="x", color=colour, linewidth=1.2,
                                clip_on=False, zorder=4)
                 n_settings = int((tuned.optimizer == method).sum())
+                size = common.grid_size(inp.grids.get(method))
                 if n_settings == 1:
                     single.append(label(method))
+                    continue
+                if size and n_settings < size:  # a grid still running: no pick yet, and the title says so
+                    partial.append(f"{label(method)}: {n_settings} of {size} settings so far")
                     continue
                 best = inside[inside.best]
                 ax.scatter(best.eta0, best[split], s=60, facecolor="none", edgecolor="black", linewidth=0.9,
@@ -509,8 +514,8 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
             ax.set_xlabel("η0")
             ax.set_ylabel(f"{split} {unit(bench)}")
             uniq = list(dict.fromkeys(single))  # named under the title: a single point is not a sweep
-            ax.set_title(bench_title(inp, bench) + (f"\n{' and '.join(uniq)}: the paper's setting only" if uniq else ""),
-                         fontsize=8 if not uniq else 7)
+            notes = ([f"{' and '.join(uniq)}: the paper's setting only"] if uniq else []) + list(dict.fromkeys(partial))
+            ax.set_title("\n".join([bench_title(inp, bench), *notes]), fontsize=7 if notes else 8)
         handles.setdefault("best-tuned setting (of a grid we ran)",
                            ax.scatter([], [], s=60, facecolor="none", edgecolor="black"))
         handles.setdefault("off scale (band at the top, open)", Line2D([], [], marker="o", ls="none", mfc="white",
