@@ -5,7 +5,8 @@
                               our default runs and the paper's Table 3 value on it)
     supp_fig9_critical_c      the critical C of vSGD-l against the dimension d, with the line C = d/10:
                               the benchmarks (records of experiment=supp_fig9_critical_c) and XOR MLPs of
-                              widths 2 .. 10^4 (<store>/synthetic/supp_fig9_xor.jsonl, synthetic/c_sensitivity.py)
+                              widths 2 .. 10^4 (<store>/synthetic/supp_fig9_xor.jsonl, committed as
+                              results/records/synthetic/; synthetic/c_sensitivity.py)
 
 Definitions (Supp. Fig. 9; results/README.md):
 
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.common import LABELS, PROJECT_ROOT, paper_tables, save_png_pdf
+from synthetic.c_sensitivity import sync_with_records
 
 log = logging.getLogger("analysis")
 
@@ -119,6 +121,7 @@ def fig9_runs(store: Path) -> pd.DataFrame:
                      "seed": int(r.seed), "updates": int(r.steps),
                      "diverged": bool(r.diverged), "curve": r.curve})
     path = Path(store) / "synthetic" / XOR_FILE
+    sync_with_records(path, Path(store))  # a fresh clone's store gets the committed runs (results/records/synthetic)
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():

@@ -38,7 +38,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -420,6 +420,46 @@ def locked(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class DamagedLineError(ValueError):
+    """A line of a JSON-lines file that is not a whole record (a run cut off mid-write leaves one)."""
+
+
+def _keyed_lines(path: Path, key: Callable[[dict], Hashable]) -> dict[Hashable, str]:
+    """The lines of ``path`` by ``key`` (the first of repeats kept); a damaged line raises DamagedLineError."""
+    out: dict[Hashable, str] = {}
+    if not path.is_file():
+        return out
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            k = key(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DamagedLineError(
+                f"{path}, line {n}, is not a whole record ({type(exc).__name__}: {exc}); nothing was changed. Delete "
+                "that line (a run stopped mid-write leaves a partial last line) and run again: the run trains only "
+                "what no file holds.") from None
+        out.setdefault(k, line)
+    return out
+
+
+def sync_lines(store_file: Path | str, records_file: Path | str, key: Callable[[dict], Hashable]) -> tuple[int, int]:
+    """Give a store's JSON-lines file of runs outside the per-member layout (Supp. Fig. 9's XOR runs,
+    ``<store>/synthetic/``) and its committed copy (``<records>/synthetic/``) the same runs, their union by
+    ``key``; return (added to the records, restored into the store). Each file keeps its order and gets the
+    other's new lines at its end, written atomically under the records file's lock (``locked``); a damaged
+    line in either stops it before anything is written (DamagedLineError, naming the line)."""
+    store_file, records_file = Path(store_file), Path(records_file)
+    with locked(records_file):
+        in_store, in_records = _keyed_lines(store_file, key), _keyed_lines(records_file, key)
+        to_records = [line for k, line in in_store.items() if k not in in_records]
+        to_store = [line for k, line in in_records.items() if k not in in_store]
+        for path, have, new in ((records_file, in_records, to_records), (store_file, in_store, to_store)):
+            if new:
+                write_atomic(path, "".join(line + "\n" for line in [*have.values(), *new]))
+    return len(to_records), len(to_store)
 
 
 def sync(store: Path | str, records: Path | str, *, only: tuple[str, str] | None = None,

@@ -13,8 +13,10 @@ run length; ours (conf/experiment/supp_fig9_xor.yaml):
   so that the instability test (analysis/c_sensitivity.py) can compare every later loss with the initial one.
 
 Writes one JSON line per member to ``<store>/synthetic/supp_fig9_xor.jsonl`` (the runner's record fields
-that the test needs: setup, d, seed, hp, diverged, curve, ...); members already there are skipped, so an
-interrupted run resumes. ``python -m experiments.run experiment=supp_fig9_xor``.
+that the test needs: setup, d, seed, hp, diverged, curve, ...), kept in sync, as the runner's records are, with
+its committed copy ``results/records/synthetic/supp_fig9_xor.jsonl`` (``records=`` as for the runner); members
+already in either are skipped, so an interrupted run resumes and a fresh clone trains nothing committed.
+``python -m experiments.run experiment=supp_fig9_xor``.
 """
 
 from __future__ import annotations
@@ -49,15 +51,28 @@ def xor_spec(width: int, l2: float) -> MLPSpec:
     return MLPSpec((2, int(width), 2), "cross_entropy", float(l2))
 
 
+def run_key(r: dict) -> tuple[str, float, int, int]:
+    """What makes an XOR run itself: setup, C, seed, length (a rerun of one is skipped, a repeat line ignored)."""
+    return r["setup"], float(r["hp"]["c"]), int(r["seed"]), int(r["steps"])
+
+
+def sync_with_records(path: Path, store: Path, records: Any = "auto") -> None:
+    """The XOR runs file and its committed copy, ``<records>/synthetic/<file>``, get the same runs
+    (experiments.results.sync_lines): a fresh clone starts from the committed runs, and new ones are committed.
+    ``records`` as the runner's setting (``auto``: results/records for the project's own store only)."""
+    from experiments import results
+
+    folder = results.records_for(store, records)
+    if folder is not None:
+        added, restored = results.sync_lines(path, Path(folder) / "synthetic" / path.name, run_key)
+        if added or restored:
+            print(f"[records] {path.name}: {restored} runs restored from {folder}, {added} added to it", flush=True)
+
+
 def _done(path: Path) -> set[tuple[str, float, int, int]]:
     if not path.is_file():
         return set()
-    out = set()
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out.add((r["setup"], float(r["hp"]["c"]), int(r["seed"]), int(r["steps"])))
-    return out
+    return {run_key(json.loads(line)) for line in path.read_text().splitlines() if line.strip()}
 
 
 def critical_c_xor(cfg) -> Path:
@@ -70,6 +85,8 @@ def critical_c_xor(cfg) -> Path:
     store = Path(cfg.get("store") or DEFAULT_STORE)
     path = store / "synthetic" / str(s.get("file", "supp_fig9_xor.jsonl"))
     path.parent.mkdir(parents=True, exist_ok=True)
+    records = cfg.get("records", "auto")
+    sync_with_records(path, store, records)
     data = xor_dataset(int(s["n_train"]), int(s["n_test"]), float(s["noise"]), int(s["data_seed"]))
     rule = get_rule(str(s.get("optimizer", "vsgd_l")))
     updates = int(s["updates"])
@@ -96,5 +113,6 @@ def critical_c_xor(cfg) -> Path:
                         "epochs": epochs, "diverged": r.diverged, "diverged_step": r.diverged_step,
                         "train_loss": r.train_loss, "test_error": r.test_error, "seconds": r.seconds,
                         "data": data.md5, "curve": r.curve}) + "\n" for r in res)
+            sync_with_records(path, store, records)
         print(f"[{setup}] done in {time.perf_counter() - t_setup:.1f}s", flush=True)
     return path

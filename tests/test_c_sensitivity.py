@@ -85,11 +85,12 @@ def test_curve_start_records_the_initial_loss():
 
 
 # -- the XOR entry and the figure module on a tiny store ------------------------------------------------
-def _xor_cfg(store, **over):
+def _xor_cfg(store, records=None, **over):
     s = {"widths": [3], "c": [0.1, 1e5], "updates": 60, "n_train": 300, "n_test": 50, "noise": 0.5, "data_seed": 0,
          "l2": 1e-4, "eval_subset": 300, "optimizer": "vsgd_l", "file": cs.XOR_FILE}
     s.update(over)
-    return OmegaConf.create({"store": str(store), "seeds": 2, "seed_offset": 0, "supp_fig9_xor": s})
+    cfg = {"store": str(store), "seeds": 2, "seed_offset": 0, "supp_fig9_xor": s}
+    return OmegaConf.create(cfg if records is None else {**cfg, "records": records})
 
 
 def _fake_record(store, bench, opt, c, seed, errors, experiment, epochs=6.0, steps=360000, curve_=None):
@@ -143,6 +144,43 @@ def test_xor_entry_resumes_and_the_figures_draw(tmp_path):
     pts = cs.fig10_points(store)
     dflt = pts[pts.default & (pts.optimizer == "vsgd_l") & (pts.epoch == 6.0)]
     assert dflt.c.tolist() == [785.0] and dflt.test_error.tolist() == [7.5]
+
+
+def test_xor_runs_are_committed_and_a_fresh_store_trains_none_of_them(tmp_path):
+    """The XOR runs live outside the per-member store layout; they are kept in sync with a committed copy
+    (records/synthetic/, as the runner's records) so that a fresh clone's store gets them back, trains nothing
+    committed, and draws Supp. Fig. 9 with its XOR setups."""
+    records = tmp_path / "records"
+    first = critical_c_xor(_xor_cfg(tmp_path / "store1", records=str(records)))
+    committed = records / "synthetic" / cs.XOR_FILE
+    assert committed.read_text() == first.read_text() and len(committed.read_text().splitlines()) == 4
+    fresh = tmp_path / "store2"  # a fresh clone: an empty store beside the committed records
+    again = critical_c_xor(_xor_cfg(fresh, records=str(records), c=[0.1, 1e5, 10.0]))  # one C more
+    lines = again.read_text().splitlines()
+    assert lines[:4] == first.read_text().splitlines()  # restored as committed, not retrained
+    assert len(lines) == 6 and {json.loads(x)["hp"]["c"] for x in lines[4:]} == {10.0}
+    assert committed.read_text() == again.read_text()  # and the new runs are committed
+    runs = cs.fig9_runs(fresh)
+    assert sorted(runs.c.unique()) == [0.1, 10.0, 1e5] and set(runs.setup) == {"XOR-3"}
+
+
+def test_sync_lines_takes_the_union_once_and_a_damaged_line_changes_nothing(tmp_path):
+    key = lambda r: r["k"]
+    store, records = tmp_path / "store" / "runs.jsonl", tmp_path / "records" / "runs.jsonl"
+    store.parent.mkdir()
+    records.parent.mkdir()
+    store.write_text('{"k": 1, "v": "a"}\n{"k": 2, "v": "store"}\n')
+    records.write_text('{"k": 2, "v": "records"}\n{"k": 3, "v": "c"}\n')
+    assert results.sync_lines(store, records, key) == (1, 1)
+    assert store.read_text() == '{"k": 1, "v": "a"}\n{"k": 2, "v": "store"}\n{"k": 3, "v": "c"}\n'
+    assert records.read_text() == '{"k": 2, "v": "records"}\n{"k": 3, "v": "c"}\n{"k": 1, "v": "a"}\n'
+    assert results.sync_lines(store, records, key) == (0, 0)  # idempotent
+    before = (store.read_text(), records.read_text())
+    with open(store, "a") as f:
+        f.write('{"k": 4, "v": "cut off mid-wr')  # a run killed while appending
+    with pytest.raises(results.DamagedLineError, match=r"runs.jsonl, line 4, is not a whole record.*Delete"):
+        results.sync_lines(store, records, key)
+    assert records.read_text() == before[1] and store.read_text().startswith(before[0])  # nothing rewritten
 
 
 def test_draw_all_without_data_is_a_note(tmp_path):
