@@ -546,6 +546,17 @@ def verify(store: Path | None, records: Path | None) -> tuple[list[str], dict[st
             counts["lines"] += len(lines.good) + len(lines.bad)
             for chash, (n, line) in lines.good.items():
                 members[chash] = (f"{path}:{n}", _canonical(json.loads(line)))
+        for path in sorted((records / "synthetic").glob("*.jsonl")):  # runs outside the member layout (sync_lines)
+            counts["synthetic lines"] = counts.get("synthetic lines", 0)
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    counts["synthetic lines"] += 1
+                    try:
+                        whole = isinstance(json.loads(line), dict)
+                    except ValueError:
+                        whole = False
+                    if not whole:
+                        problems.append(f"{path}:{n}: not a whole JSON record")
     if store is not None and store.is_dir():
         members = canon[store] = {}
         for path in store_files(store):

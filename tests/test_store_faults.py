@@ -208,6 +208,20 @@ def test_verify_names_the_file_and_line_of_each_damage(tmp_path, capsys):
     assert err.startswith("verify: 9 problems")
 
 
+def test_verify_names_a_torn_line_of_the_committed_synthetic_runs(tmp_path, capsys):
+    records = tmp_path / "records"
+    (records / "synthetic").mkdir(parents=True)
+    runs = records / "synthetic" / "supp_fig9_xor.jsonl"
+    committed = (COMMITTED / "synthetic" / "supp_fig9_xor.jsonl").read_text().splitlines(keepends=True)[:3]
+    runs.write_text("".join(committed))
+    argv = ["--verify", "--store", "none", "--records", str(records)]
+    assert results.main(argv) == 0
+    runs.write_text("".join(committed[:2]) + committed[2][:80] + "\n")  # a run cut off mid-write
+    capsys.readouterr()
+    assert results.main(argv) == 1
+    assert f"{runs}:3: not a whole JSON record" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("target", ["record", "records"])
 def test_full_disk_is_a_clear_error_and_the_rerun_completes(tmp_path, target):
     """An OSError(ENOSPC) from the write of the second record (or of the records file after it) of a real
