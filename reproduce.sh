@@ -48,9 +48,9 @@ measured, benchmarks/roofline_h100.csv, price M2's SGD, AdaGrad and SMD grids on
   unit_suite the unit-test suite for stochastic optimization, every optimizer (issue 9)  measured: 10 min
   supp_fig9  critical C of vSGD-l (Supp. Fig. 9): XOR MLPs of 12 widths, then M0 C0 M1 CR, 10 seeds per C,
              short runs (results/README.md; C1 and M2: 41 min more)   measured 2026-12-05: 39 min (14 CPU-min)
-  supp_fig10 test error against C (Supp. Fig. 10): vSGD-l/b/g, 9 C, M0 and M1 2 seeds (M2 not run:
-             about 8 CPU-hours)                      measured 2026-12-05: 104 min (38 CPU-min) with M1's first
-             seed; its second, 44 min beside two other jobs
+  supp_fig10 test error against C (Supp. Fig. 10): vSGD-l/b/g, 9 C, M0 and M1 2 seeds; M2 vSGD-l 1 seed
+             (M2's -b and -g not run: about 2.6 CPU-hours)  measured 2026-12-05: 104 min (38 CPU-min) with M1's
+             first seed; its second, 44 min beside two other jobs; M2 (2026-12-06): 99 min beside 1-2 jobs
              (both measured beside 3-5 other jobs on this machine; alone, about the CPU time)
   table4     today's small workloads (issue 34): 5 nn.Module workloads x every method x 3 seeds, minibatches
              (docs/table4.md)                                 measured 2026-12-05: 0.5 CPU-hours (records' sum)
@@ -187,7 +187,8 @@ case "$target" in
   supp_fig3) run_experiment supp_fig3_long "$@" ;;
   supp_fig10)
     run_experiment supp_fig10_c_sensitivity -m benchmark=m0 optimizer=vsgd_l,vsgd_b,vsgd_g "$@"
-    run_experiment supp_fig10_c_sensitivity -m benchmark=m1 optimizer=vsgd_l,vsgd_b,vsgd_g "$@" ;;
+    run_experiment supp_fig10_c_sensitivity -m benchmark=m1 optimizer=vsgd_l,vsgd_b,vsgd_g "$@"
+    run_experiment supp_fig10_c_sensitivity benchmark=m2 optimizer=vsgd_l seeds=1 chunk_size=3 "$@" ;;
   figures) ;;
   all) for name in table1 table2 table3 fig2_nonstationary suite_1d; do run_experiment "$name" "$@"; done
        run_picks "$@" ;;
