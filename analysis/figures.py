@@ -109,7 +109,8 @@ def unit(bench: str) -> str:
 
 # -- data the figures share ---------------------------------------------------------------------
 def setting_means(inp: Inputs) -> pd.DataFrame:
-    """One row per (benchmark, method, setting): seed-mean train / test error, diverged share, best flag."""
+    """One row per (benchmark, method, setting): seed-mean train / test error, diverged share, best flag, and
+    whether Table 1 counts the grid as searched in full."""
     df = inp.df
     if df.empty:
         return pd.DataFrame()
@@ -118,7 +119,9 @@ def setting_means(inp: Inputs) -> pd.DataFrame:
                 diverged=("diverged", "mean")).reset_index()
     t1 = table1(inp)
     best = {(r.benchmark, r.method): r.setting_key for _, r in t1.iterrows()}
+    searched = {(r.benchmark, r.method): bool(r.searched) for _, r in t1.iterrows()} if "searched" in t1 else {}
     out["best"] = [best.get((b, m)) == s for b, m, s in zip(out.benchmark, out.optimizer, out.setting)]
+    out["searched"] = [searched.get((b, m), False) for b, m in zip(out.benchmark, out.optimizer)]  # Table 1's word
     out["tuned"] = [inp.tuned(m) for m in out.optimizer]
     for name in ("eta0", "gamma"):
         out[name] = [dict(s).get(name, np.nan) for s in out.setting]
@@ -491,7 +494,7 @@ def tuning_panels(inp: Inputs, out: Path, split: str, stem: str, title: str) -> 
                 if n_settings == 1:
                     single.append(label(method))
                     continue
-                if size and n_settings < size:  # a grid still running: no pick yet, and the title says so
+                if size and not part.searched.any():  # Table 1: not searched in full, so no pick; the title says so
                     partial.append(f"{label(method)}: {n_settings} of {size} settings so far")
                     continue
                 best = inside[inside.best]

@@ -426,21 +426,24 @@ class DamagedLineError(ValueError):
     """A line of a JSON-lines file that is not a whole record (a run cut off mid-write leaves one)."""
 
 
+def _json_lines(path: Path, key: Callable[[dict], Hashable]):
+    """(line number, line, its key or the reason it has none) for each non-empty line of ``path``."""
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                yield n, line, key(json.loads(line)), None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                yield n, line, None, f"{type(exc).__name__}: {exc}"
+
+
 def _keyed_lines(path: Path, key: Callable[[dict], Hashable]) -> dict[Hashable, str]:
     """The lines of ``path`` by ``key`` (the first of repeats kept); a damaged line raises DamagedLineError."""
     out: dict[Hashable, str] = {}
-    if not path.is_file():
-        return out
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            k = key(json.loads(line))
-        except (ValueError, KeyError, TypeError) as exc:
+    for n, line, k, why in (_json_lines(path, key) if path.is_file() else ()):
+        if why is not None:
             raise DamagedLineError(
-                f"{path}, line {n}, is not a whole record ({type(exc).__name__}: {exc}); nothing was changed. Delete "
-                "that line (a run stopped mid-write leaves a partial last line) and run again: the run trains only "
-                "what no file holds.") from None
+                f"{path}, line {n}, is not a whole record ({why}); nothing was changed. Delete that line (a run "
+                "stopped mid-write leaves a partial last line) and run again: the run trains only what no file holds.")
         out.setdefault(k, line)
     return out
 
@@ -547,16 +550,9 @@ def verify(store: Path | None, records: Path | None) -> tuple[list[str], dict[st
             for chash, (n, line) in lines.good.items():
                 members[chash] = (f"{path}:{n}", _canonical(json.loads(line)))
         for path in sorted((records / "synthetic").glob("*.jsonl")):  # runs outside the member layout (sync_lines)
-            counts["synthetic lines"] = counts.get("synthetic lines", 0)
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if line.strip():
-                    counts["synthetic lines"] += 1
-                    try:
-                        whole = isinstance(json.loads(line), dict)
-                    except ValueError:
-                        whole = False
-                    if not whole:
-                        problems.append(f"{path}:{n}: not a whole JSON record")
+            lines = list(_json_lines(path, dict.keys))  # a whole record is a JSON object
+            counts["synthetic lines"] = counts.get("synthetic lines", 0) + len(lines)
+            problems += [f"{path}:{n}: not a whole JSON record" for n, _, _, why in lines if why is not None]
     if store is not None and store.is_dir():
         members = canon[store] = {}
         for path in store_files(store):
